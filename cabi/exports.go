@@ -1,0 +1,219 @@
+// Command cabi is mesibo-iot's C ABI: built with -buildmode=c-shared it is
+// mesibo_mod_iot.so. trampoline.c holds the init entry point and the
+// per-revision callbacks; this file holds the Go side of each crossing.
+//
+// Rules kept here: every export recovers panics and returns a safe value
+// (PASS for traffic); C never holds a Go pointer (the instance is a
+// cgo.Handle); host buffers are copied before a callback returns (the module
+// package clones what it keeps); host functions are called through the C
+// trampolines iot_send and iot_log.
+package main
+
+/*
+#cgo CFLAGS: -O2 -Wall
+#cgo LDFLAGS: -ldl
+#include <stdlib.h>
+#include "trampoline.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime/cgo"
+	"runtime/debug"
+	"unsafe"
+
+	"github.com/mesibo-iot/mesibo-iot/module"
+)
+
+func main() {}
+
+// instance is one loaded copy of the module.
+type instance struct {
+	inst *C.iot_instance_t // C memory, owned by this instance until cleanup
+	mod  *module.Module
+}
+
+// cHost implements module.Host on top of the C trampolines.
+type cHost struct {
+	inst *C.iot_instance_t
+}
+
+func (h cHost) Send(p *module.Params, body []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("send_message panicked: %v", r)
+		}
+	}()
+	to := C.CString(p.To)
+	from := C.CString(p.From)
+	msg := C.CBytes(append(body[:len(body):len(body)], 0))
+	defer C.free(unsafe.Pointer(to))
+	defer C.free(unsafe.Pointer(from))
+	defer C.free(msg)
+	rc := C.iot_send(h.inst, C.uint64_t(p.AID), C.uint64_t(p.ID), C.uint64_t(p.RefID),
+		C.uint64_t(p.GroupID), C.uint64_t(p.Flags), C.uint64_t(p.Type), C.uint64_t(p.Expiry),
+		to, from, (*C.char)(msg), C.uint64_t(len(body)))
+	if rc != 0 {
+		return fmt.Errorf("mesibo send_message returned %d", int64(rc))
+	}
+	return nil
+}
+
+func (h cHost) Log(level module.Level, msg string) {
+	defer func() { _ = recover() }()
+	s := C.CString(msg)
+	C.iot_log(h.inst, C.uint64_t(level), s)
+	C.free(unsafe.Pointer(s))
+}
+
+func cstr(p *C.char, n C.uint64_t) string {
+	if p == nil || n == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Pointer(p)), int(n))
+}
+
+func lookup(h C.uintptr_t) *instance {
+	if h == 0 {
+		return nil
+	}
+	v, ok := cgo.Handle(h).Value().(*instance)
+	if !ok {
+		return nil
+	}
+	return v
+}
+
+// recovered logs a panic that reached an export.
+func recovered(inst *C.iot_instance_t, where string, r any) {
+	defer func() { _ = recover() }()
+	cHost{inst}.Log(module.LevelError, fmt.Sprintf("iot: recovered panic in %s: %v\n%s", where, r, debug.Stack()))
+}
+
+//export mesibo_iot_go_init
+func mesibo_iot_go_init(rev C.int, inst *C.iot_instance_t, n C.int64_t, names, values **C.char) (h C.uintptr_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(inst, "init", r)
+			h = 0
+		}
+	}()
+	host := cHost{inst}
+	items := make([]module.ConfigItem, 0, int(n))
+	if n > 0 {
+		ns := unsafe.Slice(names, int(n))
+		vs := unsafe.Slice(values, int(n))
+		for i := range ns {
+			items = append(items, module.ConfigItem{Name: C.GoString(ns[i]), Value: C.GoString(vs[i])})
+		}
+	}
+	items, opts := faultOptions(items)
+	faultAt(opts, "init")
+	m, err := module.New(items, host, opts)
+	if err != nil {
+		host.Log(module.LevelError, "iot: refusing to load: "+err.Error()+explain(err))
+		return 0
+	}
+	host.Log(module.LevelInfo, fmt.Sprintf("iot: loaded (ABI revision %s)", revName(int(rev))))
+	return C.uintptr_t(cgo.NewHandle(&instance{inst: inst, mod: m}))
+}
+
+func explain(err error) string {
+	if errors.Is(err, module.ErrConfig) {
+		return " (fix the module's block in mesibo.conf; docs/configuration.md lists every key)"
+	}
+	return ""
+}
+
+func revName(rev int) string {
+	switch rev {
+	case 1:
+		return "doc"
+	case 2:
+		return "r2019"
+	case 3:
+		return "r2020"
+	}
+	return "unknown"
+}
+
+//export mesibo_iot_go_on_message
+func mesibo_iot_go_on_message(h C.uintptr_t, p *C.iot_params_t, msg *C.char, n C.uint64_t) (res C.int64_t) {
+	i := lookup(h)
+	if i == nil || p == nil {
+		return C.int64_t(module.Pass)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(i.inst, "on_message", r)
+			res = C.int64_t(module.Pass)
+		}
+	}()
+	params := module.Params{
+		AID: uint64(p.aid), ID: uint64(p.id), RefID: uint64(p.refid), GroupID: uint64(p.groupid),
+		Flags: uint64(p.flags), Type: uint64(p._type), Expiry: uint64(p.expiry),
+		To: cstr(p.to, p.tolen), From: cstr(p.from, p.fromlen),
+	}
+	var body []byte
+	if msg != nil && n > 0 {
+		body = unsafe.Slice((*byte)(unsafe.Pointer(msg)), int(n))
+	}
+	return C.int64_t(i.mod.OnMessage(&params, body))
+}
+
+//export mesibo_iot_go_on_status
+func mesibo_iot_go_on_status(h C.uintptr_t, p *C.iot_params_t) (res C.int64_t) {
+	i := lookup(h)
+	if i == nil || p == nil {
+		return C.int64_t(module.Pass)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(i.inst, "on_message_status", r)
+			res = C.int64_t(module.Pass)
+		}
+	}()
+	params := module.Params{
+		AID: uint64(p.aid), ID: uint64(p.id), RefID: uint64(p.refid), GroupID: uint64(p.groupid),
+		Flags: uint64(p.flags), Type: uint64(p._type), Expiry: uint64(p.expiry), Status: uint64(p.status),
+		To: cstr(p.to, p.tolen), From: cstr(p.from, p.fromlen),
+	}
+	return C.int64_t(i.mod.OnMessageStatus(&params))
+}
+
+//export mesibo_iot_go_on_login
+func mesibo_iot_go_on_login(h C.uintptr_t, addr *C.char, n C.uint64_t, online C.int64_t) (res C.int64_t) {
+	i := lookup(h)
+	if i == nil {
+		return 0
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(i.inst, "on_login", r)
+			res = 0
+		}
+	}()
+	i.mod.OnLogin(cstr(addr, n), online != 0)
+	return 0
+}
+
+//export mesibo_iot_go_cleanup
+func mesibo_iot_go_cleanup(h C.uintptr_t) (res C.int64_t) {
+	i := lookup(h)
+	if i == nil {
+		return 0
+	}
+	cgo.Handle(h).Delete()
+	defer func() {
+		if r := recover(); r != nil {
+			recovered(i.inst, "cleanup", r)
+			res = 0
+		}
+		C.iot_free_instance(i.inst)
+	}()
+	faultAt(module.Options{Fault: i.faultHook()}, "cleanup")
+	_ = i.mod.Close()
+	return 0
+}
