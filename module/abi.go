@@ -1,5 +1,7 @@
 package module
 
+import "fmt"
+
 // Result is what a callback returns to mesibo.
 type Result int
 
@@ -90,4 +92,28 @@ type Host interface {
 	Send(p *Params, body []byte) error
 	// Log writes one line to mesibo's log.
 	Log(level Level, msg string)
+}
+
+func statusName(s uint64) string {
+	switch s {
+	case StatusDelivered:
+		return "delivered"
+	case StatusRead:
+		return "read"
+	case StatusFail:
+		return "failed"
+	case StatusNotActive:
+		return "not active"
+	case StatusInboxFull:
+		return "inbox full"
+	case StatusInvalidDest:
+		return "invalid destination"
+	case StatusExpired:
+		return "expired"
+	case StatusNoIncoming:
+		return "no incoming"
+	case StatusBlocked:
+		return "blocked"
+	}
+	return fmt.Sprintf("status %d", s)
 }

@@ -2,30 +2,138 @@ package module
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"time"
+
+	"github.com/mesibo-iot/mesibo-iot/devices"
 )
 
-// bridgeHelp is the answer to `help` sent to the bridge address.
 const bridgeHelp = `mesibo-iot bridge. Commands:
+  devices  the devices you may reach, with presence
   ping     check the bridge is alive
   version  the bridge's version
-  help     this text`
+  reload   reload the devices file (admins)
+  help     this text
+To command a device, chat with its address (e.g. robot1) and send "help".`
 
-func (m *Module) handleBridge(p *Params, text string) {
-	cmd := strings.ToLower(strings.TrimSpace(text))
-	if i := strings.IndexAny(cmd, " \t"); i >= 0 {
-		cmd = cmd[:i]
-	}
-	switch cmd {
+func (c *core) onBridgeChat(p *Params, text string, now time.Time) {
+	word, _ := firstWord(text)
+	switch word {
 	case "ping":
-		m.reply(p, "pong mesibo-iot "+Version)
+		c.m.sendText(p, "pong mesibo-iot "+Version, 0)
 	case "version":
-		m.reply(p, "mesibo-iot "+Version)
+		c.m.sendText(p, fmt.Sprintf("mesibo-iot %s; %d devices, %d groups", Version, len(c.devs.Devices), len(c.devs.Groups)), 0)
 	case "help", "?":
-		m.reply(p, bridgeHelp)
+		c.m.sendText(p, bridgeHelp, 0)
+	case "devices", "list":
+		c.m.sendText(p, c.devicesText(p.From, now), 0)
+	case "reload":
+		if !c.admins[p.From] {
+			c.m.sendText(p, "Only an admin may reload (admins in the module's mesibo.conf block).", 0)
+			return
+		}
+		if c.m.cfg.DevicesFile == "" {
+			c.m.sendText(p, "No devices file is configured (key devices in mesibo.conf).", 0)
+			return
+		}
+		req := *p
+		c.m.goSafe("reload", func() { c.m.loadAndPost(&req) })
 	case "":
-		m.reply(p, "Empty message. "+bridgeHelp)
+		c.m.sendText(p, "Empty message.\n"+bridgeHelp, 0)
 	default:
-		m.reply(p, fmt.Sprintf("unknown command %q for the bridge. %s", cmd, bridgeHelp))
+		c.m.sendText(p, fmt.Sprintf("unknown command %q for the bridge.\n%s", word, bridgeHelp), 0)
+	}
+}
+
+func (c *core) devicesText(user string, now time.Time) string {
+	var b strings.Builder
+	n := 0
+	for _, d := range c.devs.Devices {
+		st := c.byAddr[d.Address]
+		if st == nil {
+			continue
+		}
+		role := c.role(st, user)
+		if role < devices.RoleViewer {
+			continue
+		}
+		n++
+		if n > 200 {
+			b.WriteString("…\n")
+			break
+		}
+		fmt.Fprintf(&b, "%s — %s, %s", d.Address, d.Profile.Name, onlineWord(st.online))
+		if !st.lastSeen.IsZero() {
+			fmt.Fprintf(&b, ", last seen %s ago", humanDuration(now.Sub(st.lastSeen).Truncate(time.Second)))
+		}
+		fmt.Fprintf(&b, " (%s)\n", strings.ToLower(role.String()))
+	}
+	if n == 0 {
+		return "You may not reach any device here. Ask a device's owner for access."
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// loadAndPost loads the devices file off the core goroutine and posts the
+// result; req is the admin who asked, nil for a file change.
+func (m *Module) loadAndPost(req *Params) {
+	devs, err := devices.Load(m.cfg.DevicesFile)
+	if err == nil {
+		err = checkBridgeAddress(m.cfg.Address, devs)
+	}
+	m.postWait(event{kind: evReload, devs: devs, reloadBy: req, reloadErr: err})
+}
+
+func (c *core) onReload(ev event) {
+	say := func(s string, lvl Level) {
+		c.m.logf(lvl, "iot: %s", s)
+		if ev.reloadBy != nil {
+			c.m.sendText(ev.reloadBy, s, 0)
+		}
+	}
+	if ev.reloadErr != nil {
+		c.m.metrics.reloads.WithLabelValues("error").Inc()
+		say(fmt.Sprintf("reload refused, nothing changed: %v", ev.reloadErr), LevelWarn)
+		return
+	}
+	if err := c.m.updateEndpoints(ev.devs); err != nil {
+		c.m.metrics.reloads.WithLabelValues("error").Inc()
+		say(fmt.Sprintf("reload refused, nothing changed: %v", err), LevelWarn)
+		return
+	}
+	c.apply(ev.devs)
+	c.m.routes.Store(buildRoutes(c.m.cfg.Address, ev.devs))
+	c.m.metrics.reloads.WithLabelValues("ok").Inc()
+	c.m.metrics.devicesRegistered.Set(float64(len(ev.devs.Devices)))
+	say(fmt.Sprintf("reloaded %s: %d devices, %d groups", c.m.cfg.DevicesFile, len(ev.devs.Devices), len(ev.devs.Groups)), LevelInfo)
+}
+
+// watchDevicesFile polls the devices file and reloads it when it changes.
+func (m *Module) watchDevicesFile() {
+	defer m.wg.Done()
+	stamp := func() string {
+		fi, err := os.Stat(m.cfg.DevicesFile)
+		if err != nil {
+			return "missing"
+		}
+		return fmt.Sprintf("%d/%d", fi.Size(), fi.ModTime().UnixNano())
+	}
+	last := stamp()
+	t := time.NewTicker(m.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+			m.safely("watcher", func() {
+				m.fault("watcher")
+				if s := stamp(); s != last {
+					last = s
+					m.loadAndPost(nil)
+				}
+			})
+		}
 	}
 }

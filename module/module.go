@@ -2,9 +2,14 @@
 // what to do with each message mesibo shows it, talks to devices through
 // transports and answers people through the Host.
 //
-// Callbacks (OnMessage, OnMessageStatus, OnLogin) never block: they copy what
-// they need and hand it to the module's worker through a bounded queue.
-// Messages that are not for the bridge or a device PASS without allocating.
+// Concurrency: mesibo's callbacks (OnMessage, OnMessageStatus, OnLogin) never
+// block: they copy what they need and hand it to the core goroutine through a
+// bounded queue. The core goroutine owns all state (devices, commands,
+// watchers) and is the only one to touch it. Transports report through the
+// Sink, which posts to the same queue. Each device with work has a sender
+// goroutine that calls Transport.Send so the core never waits on the network.
+// Messages that are not for the bridge, a device or a device group PASS
+// without allocating and without taking a lock.
 package module
 
 import (
@@ -15,16 +20,34 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/mesibo-iot/mesibo-iot/devices"
+	"github.com/mesibo-iot/mesibo-iot/transports"
 )
 
 // Version is the module's version, reported by `ping` and `version`.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // Options are the module's non-configuration dependencies.
 type Options struct {
 	// Fault, if set, is called at named points (on_message, on_message_status,
-	// on_login, worker, ...) so tests can inject panics. Nil in production.
+	// on_login, worker, sender, watcher, ...) so tests can inject panics.
+	// Nil in production.
 	Fault func(point string)
+	// Transports, if set, replaces the transports built from the
+	// configuration (unit tests use transports/memory). Keyed by the
+	// transport name devices.yaml uses (mqtt, serial, memory).
+	Transports map[string]transports.Transport
+	// Now, if set, replaces time.Now (tests).
+	Now func() time.Time
+}
+
+// routes is the immutable routing table the PASS path reads.
+type routes struct {
+	bridge  string
+	devices map[string]*devices.Device
+	groups  map[uint64]*devices.Group
 }
 
 // Module is one instance of mesibo-iot. mesibo may load the module twice with
@@ -33,42 +56,29 @@ type Module struct {
 	cfg  Config
 	host Host
 	opts Options
+	now  func() time.Time
 
-	inbox  chan event
+	routes atomic.Pointer[routes]
+
+	events chan event // bounded; the core goroutine drains it
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
 
-	nextID atomic.Uint32
+	nextID    atomic.Uint32
+	nextCmdID atomic.Uint64
 
-	// owned by the worker goroutine
-	sent map[uint64]sentMessage
+	transports map[string]transports.Transport
+	metrics    *metrics
+	metricsSrv *metricsServer
+
+	core *core // owned by the core goroutine
 }
 
-type eventKind uint8
-
-const (
-	evChat eventKind = iota + 1
-	evStatus
-	evLogin
-	evTooLong
-)
-
-type event struct {
-	kind   eventKind
-	p      Params
-	body   []byte
-	online bool
-}
-
-type sentMessage struct {
-	to   string
-	what string
-}
-
-// New creates an instance from its mesibo.conf items. It starts the module's
-// goroutines; Close stops them.
+// New creates an instance from its mesibo.conf items. It loads the devices
+// file, starts the transports, the metrics endpoint and the core goroutine;
+// Close stops them all.
 func New(items []ConfigItem, host Host, opts Options) (*Module, error) {
 	if host == nil {
 		return nil, errors.New("module.New: host is nil")
@@ -78,29 +88,122 @@ func New(items []ConfigItem, host Host, opts Options) (*Module, error) {
 		return nil, err
 	}
 	m := &Module{
-		cfg:   cfg,
-		host:  host,
-		opts:  opts,
-		inbox: make(chan event, cfg.InboxSize),
-		sent:  make(map[uint64]sentMessage),
+		cfg:    cfg,
+		host:   host,
+		opts:   opts,
+		now:    opts.Now,
+		events: make(chan event, cfg.InboxSize),
 	}
-	m.nextID.Store(rand.Uint32() & 0x7fffffff)
+	if m.now == nil {
+		m.now = time.Now
+	}
+	m.nextID.Store(rand.Uint32() & 0x3fffffff)
+	m.nextCmdID.Store(uint64(time.Now().UnixMilli()) << 16)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.metrics = newMetrics()
+
+	var devs *devices.Config
+	if cfg.DevicesFile != "" {
+		devs, err = devices.Load(cfg.DevicesFile)
+		if err != nil {
+			m.cancel()
+			return nil, fmt.Errorf("%w: devices = %s: %w", ErrConfig, cfg.DevicesFile, err)
+		}
+	} else {
+		devs = emptyDevices()
+	}
+	if err := checkBridgeAddress(cfg.Address, devs); err != nil {
+		m.cancel()
+		return nil, err
+	}
+	m.core = newCore(m, devs)
+	m.routes.Store(buildRoutes(cfg.Address, devs))
+
+	if err := m.startTransports(devs); err != nil {
+		m.closeTransports()
+		m.cancel()
+		return nil, err
+	}
+	if cfg.MetricsListen != "" {
+		srv, err := startMetrics(m.ctx, cfg.MetricsListen, m.metrics)
+		if err != nil {
+			m.logf(LevelWarn, "iot: metrics endpoint disabled: %v (set metrics_listen to a free address, or off)", err)
+		} else {
+			m.metricsSrv = srv
+			m.logf(LevelInfo, "iot: metrics on http://%s/metrics", srv.Addr())
+		}
+	}
 	m.wg.Add(1)
-	go m.worker()
-	m.logf(LevelInfo, "iot %s: bridge address %q", Version, cfg.Address)
+	go m.run()
+	if cfg.DevicesFile != "" && cfg.ReloadInterval > 0 {
+		m.wg.Add(1)
+		go m.watchDevicesFile()
+	}
+	m.logf(LevelInfo, "iot %s: bridge address %q, %d devices, %d groups", Version, cfg.Address, len(devs.Devices), len(devs.Groups))
 	return m, nil
+}
+
+func emptyDevices() *devices.Config {
+	return &devices.Config{
+		ByAddress: map[string]*devices.Device{},
+		ByID:      map[string]*devices.Device{},
+		GroupByID: map[uint64]*devices.Group{},
+	}
+}
+
+func checkBridgeAddress(bridge string, devs *devices.Config) error {
+	if _, ok := devs.ByAddress[bridge]; ok {
+		return fmt.Errorf("%w: a device uses the bridge's address %q; rename the device or set address", ErrConfig, bridge)
+	}
+	return nil
+}
+
+func buildRoutes(bridge string, devs *devices.Config) *routes {
+	r := &routes{bridge: bridge, devices: make(map[string]*devices.Device, len(devs.Devices)), groups: make(map[uint64]*devices.Group, len(devs.Groups))}
+	for _, d := range devs.Devices {
+		r.devices[d.Address] = d
+	}
+	for _, g := range devs.Groups {
+		r.groups[g.GroupID] = g
+	}
+	return r
 }
 
 // Config returns the instance's configuration.
 func (m *Module) Config() Config { return m.cfg }
 
-// Close stops every goroutine the instance started. It is safe to call twice.
+// MetricsAddr returns the address the metrics endpoint listens on, or "".
+func (m *Module) MetricsAddr() string {
+	if m.metricsSrv == nil {
+		return ""
+	}
+	return m.metricsSrv.Addr()
+}
+
+// FaultHook returns the fault-injection hook the instance was created with.
+func (m *Module) FaultHook() func(string) { return m.opts.Fault }
+
+// Close stops every goroutine the instance started and closes what it
+// opened. Commands still open are failed with a reply that says so.
 func (m *Module) Close() error {
 	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	done := make(chan struct{})
+	// let the core fail what is open while the host can still send
+	select {
+	case m.events <- event{kind: evShutdown, done: done}:
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	default:
+	}
 	m.cancel()
+	m.closeTransports()
+	if m.metricsSrv != nil {
+		m.metricsSrv.Close()
+	}
 	m.wg.Wait()
 	m.logf(LevelInfo, "iot: stopped")
 	return nil
@@ -113,22 +216,36 @@ func (m *Module) fault(point string) {
 }
 
 // OnMessage is mesibo's on_message. It returns Pass for traffic that is not
-// for the bridge or a device, without allocating.
+// for the bridge, a device or a device group, without allocating.
 func (m *Module) OnMessage(p *Params, body []byte) Result {
-	if p.To != m.cfg.Address {
-		return Pass
+	r := m.routes.Load()
+	if p.GroupID != 0 {
+		if _, ok := r.groups[p.GroupID]; !ok {
+			return Pass
+		}
+	} else if p.To != r.bridge {
+		if _, ok := r.devices[p.To]; !ok {
+			return Pass
+		}
 	}
+	return m.accept(p, body)
+}
+
+// accept is the slow path: the message is ours.
+func (m *Module) accept(p *Params, body []byte) Result {
+	start := time.Now()
 	m.fault("on_message")
 	if m.closed.Load() {
 		return Pass
 	}
-	ev := event{kind: evChat, p: p.Clone()}
+	ev := event{kind: evChat, p: p.Clone(), at: m.now()}
 	if len(body) > m.cfg.MaxMessage {
 		ev.kind = evTooLong
 	} else {
 		ev.body = append([]byte(nil), body...)
 	}
-	m.enqueue(ev)
+	m.post(ev)
+	m.metrics.callback.Observe(time.Since(start).Seconds())
 	return Consumed
 }
 
@@ -138,7 +255,7 @@ func (m *Module) OnMessageStatus(p *Params) Result {
 	if m.closed.Load() {
 		return Pass
 	}
-	m.enqueue(event{kind: evStatus, p: p.Clone()})
+	m.post(event{kind: evStatus, p: Params{ID: p.ID, Status: p.Status, To: cloneString(p.To)}})
 	return Pass
 }
 
@@ -148,44 +265,50 @@ func (m *Module) OnLogin(address string, online bool) {
 	if m.closed.Load() {
 		return
 	}
-	m.enqueue(event{kind: evLogin, p: Params{From: cloneString(address)}, online: online})
+	m.post(event{kind: evLogin, p: Params{From: cloneString(address)}, online: online})
 }
 
-// enqueue never blocks: when the worker's queue is full the event is dropped
-// with a log line (a chat message gets a "busy" answer from the callback).
-func (m *Module) enqueue(ev event) {
+// post never blocks: when the core's queue is full the event is dropped with
+// a log line and a metric (a chat message gets a "busy" answer).
+func (m *Module) post(ev event) {
 	select {
-	case m.inbox <- ev:
+	case m.events <- ev:
 	default:
-		m.logf(LevelWarn, "iot: worker queue full (%d); dropped %s from %q", cap(m.inbox), ev.kind, ev.p.From)
+		m.metrics.queueDropped.WithLabelValues(ev.kind.String()).Inc()
+		m.logf(LevelWarn, "iot: core queue full (%d); dropped %s", cap(m.events), ev.kind)
 		if ev.kind == evChat || ev.kind == evTooLong {
-			m.reply(&ev.p, "The bridge is busy; please try again in a moment.")
+			m.sendText(&ev.p, "The bridge is busy; please try again in a moment.", 0)
 		}
 	}
 }
 
-func (k eventKind) String() string {
-	switch k {
-	case evChat:
-		return "message"
-	case evStatus:
-		return "status"
-	case evLogin:
-		return "login"
-	case evTooLong:
-		return "oversized message"
+// postWait is for transport goroutines: it waits for room (they may block)
+// but gives up when the module stops.
+func (m *Module) postWait(ev event) bool {
+	select {
+	case m.events <- ev:
+		return true
+	case <-m.ctx.Done():
+		return false
 	}
-	return "event"
 }
 
-func (m *Module) worker() {
+func (m *Module) run() {
 	defer m.wg.Done()
+	tick := time.NewTicker(m.cfg.Tick)
+	defer tick.Stop()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
-		case ev := <-m.inbox:
-			m.safely("worker", func() { m.handle(ev) })
+		case ev := <-m.events:
+			m.safely("worker", func() { m.core.handle(ev) })
+			if ev.done != nil {
+				close(ev.done)
+			}
+		case <-tick.C:
+			m.safely("timers", func() { m.core.tick(m.now()) })
+			m.metrics.coreQueue.Set(float64(len(m.events)))
 		}
 	}
 }
@@ -194,63 +317,24 @@ func (m *Module) worker() {
 func (m *Module) safely(where string, fn func()) {
 	defer func() {
 		if r := recover(); r != nil {
+			m.metrics.panics.WithLabelValues(where).Inc()
 			m.logf(LevelError, "iot: recovered panic in %s: %v\n%s", where, r, debug.Stack())
 		}
 	}()
 	fn()
 }
 
-func (m *Module) handle(ev event) {
-	m.fault("worker")
-	switch ev.kind {
-	case evChat:
-		m.handleBridge(&ev.p, string(ev.body))
-	case evTooLong:
-		m.reply(&ev.p, fmt.Sprintf("Message too long: at most %d bytes are read.", m.cfg.MaxMessage))
-	case evStatus:
-		m.handleStatus(&ev.p)
-	case evLogin:
-		m.logf(LevelDebug, "iot: %s is %s", ev.p.From, map[bool]string{true: "online", false: "offline"}[ev.online])
-	}
+// goSafe starts a goroutine the module owns: it is counted in wg and its
+// panics are recovered and logged.
+func (m *Module) goSafe(where string, fn func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.safely(where, fn)
+	}()
 }
 
-func (m *Module) handleStatus(p *Params) {
-	s, ok := m.sent[p.ID]
-	if !ok {
-		m.logf(LevelDebug, "iot: status %s for unknown message %d", statusName(p.Status), p.ID)
-		return
-	}
-	m.logf(LevelDebug, "iot: message %d (%s) to %s: %s", p.ID, s.what, s.to, statusName(p.Status))
-	if p.Status == StatusRead || p.Status >= StatusFail {
-		delete(m.sent, p.ID)
-	}
-}
-
-func statusName(s uint64) string {
-	switch s {
-	case StatusDelivered:
-		return "delivered"
-	case StatusRead:
-		return "read"
-	case StatusFail:
-		return "failed"
-	case StatusNotActive:
-		return "not active"
-	case StatusInboxFull:
-		return "inbox full"
-	case StatusInvalidDest:
-		return "invalid destination"
-	case StatusExpired:
-		return "expired"
-	case StatusNoIncoming:
-		return "no incoming"
-	case StatusBlocked:
-		return "blocked"
-	}
-	return fmt.Sprintf("status %d", s)
-}
-
-func (m *Module) newID() uint64 {
+func (m *Module) newMsgID() uint64 {
 	for {
 		id := uint64(m.nextID.Add(1) & 0x7fffffff)
 		if id != 0 {
@@ -259,24 +343,22 @@ func (m *Module) newID() uint64 {
 	}
 }
 
-// reply answers the message p with text, from the address p was sent to,
-// with refid = p.ID and a delivery receipt requested.
-func (m *Module) reply(p *Params, text string) {
-	out := Params{
-		AID:   p.AID,
-		ID:    m.newID(),
-		RefID: p.ID,
-		Flags: FlagDeliveryReceipt,
-		To:    p.From,
-		From:  p.To,
-	}
+// sendText answers p (a message a person sent) with text from the address p
+// was sent to, refid = p.ID. extra flags are added to DELIVERYRECEIPT.
+func (m *Module) sendText(p *Params, text string, extra uint64) uint64 {
+	return m.send(Params{AID: p.AID, RefID: p.ID, Flags: FlagDeliveryReceipt | extra, To: p.From, From: p.To}, text)
+}
+
+// send sends out (ID assigned here) and returns its id, or 0 on failure.
+func (m *Module) send(out Params, text string) uint64 {
+	out.ID = m.newMsgID()
 	if err := m.host.Send(&out, []byte(text)); err != nil {
-		m.logf(LevelWarn, "iot: could not send reply %d to %s: %v", out.ID, out.To, err)
-		return
+		m.metrics.sendErrors.Inc()
+		m.logf(LevelWarn, "iot: could not send message %d to %s: %v", out.ID, out.To, err)
+		return 0
 	}
-	if len(m.sent) < 65536 {
-		m.sent[out.ID] = sentMessage{to: out.To, what: fmt.Sprintf("reply to %d", p.ID)}
-	}
+	m.metrics.messagesOut.Inc()
+	return out.ID
 }
 
 func (m *Module) logf(level Level, format string, args ...any) {
@@ -285,6 +367,3 @@ func (m *Module) logf(level Level, format string, args ...any) {
 	}
 	m.host.Log(level, fmt.Sprintf(format, args...))
 }
-
-// FaultHook returns the fault-injection hook the instance was created with.
-func (m *Module) FaultHook() func(string) { return m.opts.Fault }
