@@ -103,3 +103,11 @@ type Transport interface {
 	// Close stops every goroutine the transport started and waits for them.
 	Close() error
 }
+
+// InterestSetter is implemented by transports that share telemetry between
+// several bridges (MQTT shared subscriptions): the core tells it which
+// devices have watchers on this bridge, so telemetry another bridge takes
+// for those devices is forwarded here.
+type InterestSetter interface {
+	SetInterest(deviceIDs []string)
+}
