@@ -21,28 +21,28 @@ func (c *core) onBridgeChat(p *Params, text string, now time.Time) {
 	word, _ := firstWord(text)
 	switch word {
 	case "ping":
-		c.m.sendText(p, "pong mesibo-iot "+Version, 0)
+		c.say(p, "pong mesibo-iot "+Version, 0)
 	case "version":
-		c.m.sendText(p, fmt.Sprintf("mesibo-iot %s; %d devices, %d groups", Version, len(c.devs.Devices), len(c.devs.Groups)), 0)
+		c.say(p, fmt.Sprintf("mesibo-iot %s; %d devices, %d groups", Version, len(c.devs.Devices), len(c.devs.Groups)), 0)
 	case "help", "?":
-		c.m.sendText(p, bridgeHelp, 0)
+		c.say(p, bridgeHelp, 0)
 	case "devices", "list":
-		c.m.sendText(p, c.devicesText(p.From, now), 0)
+		c.say(p, c.devicesText(p.From, now), 0)
 	case "reload":
 		if !c.admins[p.From] {
-			c.m.sendText(p, "Only an admin may reload (admins in the module's mesibo.conf block).", 0)
+			c.say(p, "Only an admin may reload (admins in the module's mesibo.conf block).", 0)
 			return
 		}
 		if c.m.cfg.DevicesFile == "" {
-			c.m.sendText(p, "No devices file is configured (key devices in mesibo.conf).", 0)
+			c.say(p, "No devices file is configured (key devices in mesibo.conf).", 0)
 			return
 		}
 		req := *p
 		c.m.goSafe("reload", func() { c.m.loadAndPost(&req) })
 	case "":
-		c.m.sendText(p, "Empty message.\n"+bridgeHelp, 0)
+		c.say(p, "Empty message.\n"+bridgeHelp, 0)
 	default:
-		c.m.sendText(p, fmt.Sprintf("unknown command %q for the bridge.\n%s", word, bridgeHelp), 0)
+		c.say(p, fmt.Sprintf("unknown command %q for the bridge.\n%s", word, bridgeHelp), 0)
 	}
 }
 
@@ -89,7 +89,7 @@ func (c *core) onReload(ev event) {
 	say := func(s string, lvl Level) {
 		c.m.logf(lvl, "iot: %s", s)
 		if ev.reloadBy != nil {
-			c.m.sendText(ev.reloadBy, s, 0)
+			c.say(ev.reloadBy, s, 0)
 		}
 	}
 	if ev.reloadErr != nil {

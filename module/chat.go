@@ -42,7 +42,7 @@ func (c *core) onChat(p *Params, text string, now time.Time) {
 	}
 	st := c.byAddr[p.To]
 	if st == nil { // removed by a reload after OnMessage routed it
-		c.m.sendText(p, fmt.Sprintf("%s is no longer configured here.", p.To), 0)
+		c.say(p, fmt.Sprintf("%s is no longer configured here.", p.To), 0)
 		return
 	}
 	if c.seen(p, now) {
@@ -85,7 +85,7 @@ func (c *core) onDeviceChat(st *devState, p *Params, text string, now time.Time)
 				c.answer(&pc.req, st.cfg.Address, fmt.Sprintf("You may no longer run %s on %s.", pc.inv.Verb, st.cfg.Address), pc.machine, "rejected", 0, nil)
 				return
 			}
-			c.m.sendText(p, fmt.Sprintf("Confirmed: running %s on %s.", pc.inv.Verb, st.cfg.Address), FlagTransient)
+			c.say(p, fmt.Sprintf("Confirmed: running %s on %s.", pc.inv.Verb, st.cfg.Address), FlagTransient)
 			c.submit(st, &pc.req, pc.inv, pc.text, pc.machine, nil, now)
 			return
 		default:
@@ -100,17 +100,17 @@ func (c *core) onDeviceChat(st *devState, p *Params, text string, now time.Time)
 	if role < devices.RoleViewer {
 		c.m.metrics.denied.Inc()
 		c.m.logf(LevelInfo, "iot: %s may not use %s; refused", user, st.cfg.Address)
-		c.m.sendText(p, fmt.Sprintf("You are not allowed to use %s. Ask its owner for access.", st.cfg.Address), 0)
+		c.say(p, fmt.Sprintf("You are not allowed to use %s. Ask its owner for access.", st.cfg.Address), 0)
 		return
 	}
 
 	if !machine {
 		switch word {
 		case "help", "?":
-			c.m.sendText(p, c.deviceHelp(st, role), 0)
+			c.say(p, c.deviceHelp(st, role), 0)
 			return
 		case "status":
-			c.m.sendText(p, c.statusText(st, now), 0)
+			c.say(p, c.statusText(st, now), 0)
 			return
 		case "watch":
 			c.watch(st, p, rest, now)
@@ -119,7 +119,7 @@ func (c *core) onDeviceChat(st *devState, p *Params, text string, now time.Time)
 			c.unwatch(st, p)
 			return
 		case "yes", "no", "cancel":
-			c.m.sendText(p, "Nothing to confirm.", 0)
+			c.say(p, "Nothing to confirm.", 0)
 			return
 		}
 	}
@@ -152,7 +152,7 @@ func (c *core) onDeviceChat(st *devState, p *Params, text string, now time.Time)
 	}
 	if inv.Cmd != nil && inv.Cmd.Dangerous {
 		c.confirms[ck] = &pendingConfirm{dev: st, req: *p, inv: inv, text: text, machine: machine, deadline: now.Add(c.m.cfg.ConfirmTimeout)}
-		c.m.sendText(p, fmt.Sprintf("%s on %s is dangerous. Reply \"yes\" within %s to run it; anything else cancels.", inv.Verb, st.cfg.Address, humanDuration(c.m.cfg.ConfirmTimeout)), FlagTransient)
+		c.say(p, fmt.Sprintf("%s on %s is dangerous. Reply \"yes\" within %s to run it; anything else cancels.", inv.Verb, st.cfg.Address, humanDuration(c.m.cfg.ConfirmTimeout)), FlagTransient)
 		return
 	}
 	c.submit(st, p, inv, text, machine, nil, now)

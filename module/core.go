@@ -209,7 +209,7 @@ func (c *core) handle(ev event) {
 		c.onChat(&ev.p, string(ev.body), ev.at)
 	case evTooLong:
 		c.m.metrics.commands.WithLabelValues("none", "rejected").Inc()
-		c.m.sendText(&ev.p, fmt.Sprintf("Message too long: at most %d bytes are read.", c.m.cfg.MaxMessage), 0)
+		c.say(&ev.p, fmt.Sprintf("Message too long: at most %d bytes are read.", c.m.cfg.MaxMessage), 0)
 	case evStatus:
 		c.onStatus(&ev.p)
 	case evLogin:
@@ -249,6 +249,15 @@ func (c *core) onStatus(p *Params) {
 	if p.Status == StatusRead || p.Status >= StatusFail {
 		delete(c.sent, p.ID)
 	}
+}
+
+// say answers p with text (see Module.sendText) and tracks the message.
+func (c *core) say(p *Params, text string, extra uint64) {
+	kind := "reply"
+	if extra&FlagTransient != 0 {
+		kind = "progress"
+	}
+	c.track(c.m.sendText(p, text, extra), p.From, kind)
 }
 
 // track remembers a message the module sent, for on_message_status.
@@ -715,6 +724,7 @@ func (c *core) onLink(transport string, up bool, detail string) {
 // ---- timers -----------------------------------------------------------------
 
 func (c *core) tick(now time.Time) {
+	c.m.fault("timers")
 	for len(c.timers) > 0 && !c.timers[0].deadline.After(now) {
 		cmd := heap.Pop(&c.timers).(*command)
 		c.expire(cmd)

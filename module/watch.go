@@ -29,32 +29,32 @@ func (c *core) watch(st *devState, p *Params, rest string, now time.Time) {
 	if rest != "" {
 		cond, err := schema.ParseCondition(st.cfg.Profile, rest)
 		if err != nil {
-			c.m.sendText(p, err.Error(), 0)
+			c.say(p, err.Error(), 0)
 			return
 		}
 		w.cond = cond
 	}
 	if len(st.watchers) >= 10000 {
-		c.m.sendText(p, fmt.Sprintf("%s has too many watchers.", st.cfg.Address), 0)
+		c.say(p, fmt.Sprintf("%s has too many watchers.", st.cfg.Address), 0)
 		return
 	}
 	st.watchers[p.From] = w
 	c.m.metrics.watchers.Set(float64(c.countWatchers()))
 	if w.cond != nil {
-		c.m.sendText(p, fmt.Sprintf("Watching %s: you get an alert when %s, even while offline. Send \"unwatch\" to stop.", st.cfg.Address, w.cond.String()), 0)
+		c.say(p, fmt.Sprintf("Watching %s: you get an alert when %s, even while offline. Send \"unwatch\" to stop.", st.cfg.Address, w.cond.String()), 0)
 		return
 	}
-	c.m.sendText(p, fmt.Sprintf("Watching %s: telemetry at most every %s while you are online, alerts always. Send \"unwatch\" to stop.", st.cfg.Address, humanDuration(c.m.cfg.WatchInterval)), 0)
+	c.say(p, fmt.Sprintf("Watching %s: telemetry at most every %s while you are online, alerts always. Send \"unwatch\" to stop.", st.cfg.Address, humanDuration(c.m.cfg.WatchInterval)), 0)
 }
 
 func (c *core) unwatch(st *devState, p *Params) {
 	if _, ok := st.watchers[p.From]; !ok {
-		c.m.sendText(p, fmt.Sprintf("You were not watching %s.", st.cfg.Address), 0)
+		c.say(p, fmt.Sprintf("You were not watching %s.", st.cfg.Address), 0)
 		return
 	}
 	delete(st.watchers, p.From)
 	c.m.metrics.watchers.Set(float64(c.countWatchers()))
-	c.m.sendText(p, fmt.Sprintf("Stopped watching %s.", st.cfg.Address), 0)
+	c.say(p, fmt.Sprintf("Stopped watching %s.", st.cfg.Address), 0)
 }
 
 func (c *core) countWatchers() int {
