@@ -197,7 +197,9 @@ func TestUnknownConfigKeyRefused(t *testing.T) {
 	// the host goes on with the other module
 	h.Login("bob")
 	h.Msg("alice", "bob", 9, "x")
-	wait(t, h, "filter still works", func(e hostproc.Event) bool { return e.Kind == "decision" && e.Arg(0) == "filter" && e.Field("result") == "CONSUMED" })
+	wait(t, h, "filter still works", func(e hostproc.Event) bool {
+		return e.Kind == "decision" && e.Arg(0) == "filter" && e.Field("result") == "CONSUMED"
+	})
 }
 
 func TestRefusesUnknownStruct(t *testing.T) {
