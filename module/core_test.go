@@ -163,11 +163,11 @@ func TestResendAfterReconnectRunsOnce(t *testing.T) {
 	// the device takes the command but goes away before answering
 	dev.SetHandler(func(c *wire.Command) []wire.Reply { return nil })
 	id := e.say("bob", "robot1", "stop")
-	e.waitMsg("nothing", func(sentMsg) bool { return len(dev.Commands()) == 1 })
+	e.waitUntil("the device got the command", func() bool { return len(dev.Commands()) == 1 })
 	dev.SetOnline(false, "unplugged")
 	dev.SetHandler(func(c *wire.Command) []wire.Reply { return nil })
 	dev.SetOnline(true, "replugged")
-	e.waitMsg("resend", func(sentMsg) bool { return len(dev.Commands()) == 2 })
+	e.waitUntil("the resend", func() bool { return len(dev.Commands()) == 2 })
 	cmds := dev.Commands()
 	if cmds[0].IdemKey != cmds[1].IdemKey || cmds[0].ID != cmds[1].ID {
 		t.Fatalf("resend changed identity: %+v vs %+v", cmds[0], cmds[1])
@@ -234,19 +234,19 @@ func TestWatchOnlineOffline(t *testing.T) {
 	e.settle()
 	before := len(e.host.messages())
 	dev.Telemetry(map[string]any{"temp": 35.0})
-	alert := e.waitMsg("alert", func(s sentMsg) bool { return s.p.To == "carol" && strings.Contains(s.text, "alert") })
+	alert := e.waitMsg("alert", func(s sentMsg) bool { return s.p.To == "carol" && strings.Contains(s.text, "env1 alert:") })
 	if alert.p.Expiry == 0 {
 		t.Fatalf("alert without expiry: %+v", alert.p)
 	}
 	e.settle()
 	for _, s := range e.host.messages()[before:] {
-		if s.p.To == "carol" && !strings.Contains(s.text, "alert") {
+		if s.p.To == "carol" && !strings.Contains(s.text, "env1 alert:") {
 			t.Fatalf("telemetry sent to an offline user: %q", s.text)
 		}
 	}
 	e.m.OnLogin("carol", true)
 	e.waitMsg("held telemetry on login", func(s sentMsg) bool {
-		return s.p.To == "carol" && strings.Contains(s.text, "35") && !strings.Contains(s.text, "alert")
+		return s.p.To == "carol" && strings.Contains(s.text, "35") && !strings.Contains(s.text, "env1 alert:")
 	})
 }
 
@@ -261,7 +261,7 @@ func TestWatchCondition(t *testing.T) {
 	e.settle()
 	n := 0
 	for _, s := range e.host.messages() {
-		if s.p.To == "carol" && strings.Contains(s.text, "alert") {
+		if s.p.To == "carol" && strings.Contains(s.text, "env1 alert:") {
 			n++
 		}
 	}
@@ -296,7 +296,7 @@ func TestSpoofedReplyDropped(t *testing.T) {
 	a.SetOnline(true, "test")
 	a.SetHandler(func(c *wire.Command) []wire.Reply { return nil })
 	id := e.say("bob", "robot1", "stop")
-	e.waitMsg("sent", func(sentMsg) bool { return len(a.Commands()) == 1 })
+	e.waitUntil("the device got the command", func() bool { return len(a.Commands()) == 1 })
 	cmd := a.Commands()[0]
 	e.mem.Device("rover-2").Reply(wire.Reply{ID: cmd.ID, Outcome: wire.OutcomeDone})
 	e.settle()
@@ -308,7 +308,7 @@ func TestSpoofedReplyDropped(t *testing.T) {
 func TestReloadGoodAndBad(t *testing.T) {
 	e := newEnv(t)
 	path := e.m.cfg.DevicesFile
-	good := strings.Replace(readFile(t, path), "operators: [bob]}\n  - {address: robot2", "operators: [bob, dave]}\n  - {address: robot2", 1)
+	good := strings.Replace(readFile(t, path), "operators: [bob], viewers: [carol]}", "operators: [bob, dave], viewers: [carol]}", 1)
 	writeFile(t, path, good)
 	contains(t, e.reply(e.say("root", "iot", "reload")).text, "reloaded")
 	e.mem.Device("rover-1").SetOnline(true, "test")

@@ -145,6 +145,19 @@ func (e *env) waitMsg(what string, pred func(sentMsg) bool) sentMsg {
 	return sentMsg{}
 }
 
+// waitUntil waits for cond.
+func (e *env) waitUntil(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.t.Fatalf("timed out waiting for %s", what)
+}
+
 // reply waits for the non-transient reply to message id.
 func (e *env) reply(id uint64) sentMsg {
 	e.t.Helper()
