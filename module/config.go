@@ -113,6 +113,7 @@ var ErrConfig = errors.New("invalid configuration")
 
 type configKey struct {
 	name    string
+	def     string // the default, as it would be written in mesibo.conf
 	allowed string // what is allowed, for error messages and docs
 	doc     string
 	set     func(c *Config, v string) error
@@ -120,7 +121,7 @@ type configKey struct {
 
 // configKeys is the single list of mesibo.conf keys the module accepts.
 var configKeys = []configKey{
-	{"address", "a mesibo address: letters, digits, '_', '-', '.', '@', 1..64 chars", "The bridge's own chat address (answers ping, help, version, devices, reload).",
+	{"address", "iot", "a mesibo address: letters, digits, '_', '-', '.', '@', 1..64 chars", "The bridge's own chat address (answers ping, help, version, devices, reload).",
 		func(c *Config, v string) error {
 			if !validAddress(v) {
 				return errors.New("must be 1..64 of letters, digits, '_', '-', '.', '@'")
@@ -128,7 +129,7 @@ var configKeys = []configKey{
 			c.Address = v
 			return nil
 		}},
-	{"log_level", "error, warn, info or debug (or 0..3)", "Lowest level written to mesibo's log.",
+	{"log_level", "info", "error, warn, info or debug (or 0..3)", "Lowest level written to mesibo's log.",
 		func(c *Config, v string) error {
 			l, err := parseLevel(v)
 			if err != nil {
@@ -137,11 +138,11 @@ var configKeys = []configKey{
 			c.LogLevel = l
 			return nil
 		}},
-	{"inbox_size", "an integer 16..1048576", "Queue between mesibo's callbacks and the module's worker.",
+	{"inbox_size", "4096", "an integer 16..1048576", "Queue between mesibo's callbacks and the module's worker.",
 		intSetter(16, 1<<20, func(c *Config, n int) { c.InboxSize = n })},
-	{"max_message", "bytes, 64..65536", "Largest chat message to a device or the bridge that is read; longer ones are refused with a reply.",
+	{"max_message", "4096", "bytes, 64..65536", "Largest chat message to a device or the bridge that is read; longer ones are refused with a reply.",
 		intSetter(64, 65536, func(c *Config, n int) { c.MaxMessage = n })},
-	{"devices", "a path to devices.yaml", "The devices file: profiles, devices, access lists, groups, subscriptions (docs/configuration.md).",
+	{"devices", "", "a path to devices.yaml", "The devices file: profiles, devices, access lists, groups, subscriptions (docs/configuration.md).",
 		func(c *Config, v string) error {
 			if v == "" {
 				return errors.New("must be a path to devices.yaml")
@@ -149,7 +150,7 @@ var configKeys = []configKey{
 			c.DevicesFile = v
 			return nil
 		}},
-	{"reload_interval", "a duration 0 (off) or 200ms..1h", "How often the devices file is checked for changes; a good new file is applied atomically.",
+	{"reload_interval", "2s", "a duration 0 (off) or 200ms..1h", "How often the devices file is checked for changes; a good new file is applied atomically.",
 		func(c *Config, v string) error {
 			if v == "0" || v == "off" {
 				c.ReloadInterval = 0
@@ -159,7 +160,7 @@ var configKeys = []configKey{
 			c.ReloadInterval = d
 			return err
 		}},
-	{"metrics_listen", "host:port, or off", "Prometheus /metrics endpoint; loopback by default. Port 0 picks a free port (logged).",
+	{"metrics_listen", "127.0.0.1:9469", "host:port, or off", "Prometheus /metrics endpoint; loopback by default. Port 0 picks a free port (logged).",
 		func(c *Config, v string) error {
 			if v == "off" || v == "" {
 				c.MetricsListen = ""
@@ -171,7 +172,7 @@ var configKeys = []configKey{
 			c.MetricsListen = v
 			return nil
 		}},
-	{"admins", "comma-separated mesibo addresses", "Users who may reload and who own every device.",
+	{"admins", "", "comma-separated mesibo addresses", "Users who may reload and who own every device.",
 		func(c *Config, v string) error {
 			c.Admins = nil
 			for _, a := range strings.Split(v, ",") {
@@ -186,13 +187,13 @@ var configKeys = []configKey{
 			}
 			return nil
 		}},
-	{"command_ttl", "a duration 1s..24h", "Default time a command may wait (device offline) and run before it expires; a message's own expiry wins when shorter.",
+	{"command_ttl", "10m", "a duration 1s..24h", "Default time a command may wait (device offline) and run before it expires; a message's own expiry wins when shorter.",
 		durSetter(time.Second, 24*time.Hour, func(c *Config, d time.Duration) { c.CommandTTL = d })},
-	{"max_ttl", "a duration 1s..7 days (168h)", "Upper bound on a message's own expiry used as a command's TTL.",
+	{"max_ttl", "24h", "a duration 1s..7 days (168h)", "Upper bound on a message's own expiry used as a command's TTL.",
 		durSetter(time.Second, 168*time.Hour, func(c *Config, d time.Duration) { c.MaxTTL = d })},
-	{"queue_size", "an integer 1..10000", "Commands that may wait per device (devices.yaml may override).",
+	{"queue_size", "32", "an integer 1..10000", "Commands that may wait per device (devices.yaml may override).",
 		intSetter(1, 10000, func(c *Config, n int) { c.QueueSize = n })},
-	{"progress_updates", "on or off", "Send intermediate command states (queued, sent, delivered) as TRANSIENT messages.",
+	{"progress_updates", "off", "on or off", "Send intermediate command states (queued, sent, delivered) as TRANSIENT messages.",
 		func(c *Config, v string) error {
 			switch strings.ToLower(v) {
 			case "on", "true", "1", "yes":
@@ -204,17 +205,17 @@ var configKeys = []configKey{
 			}
 			return nil
 		}},
-	{"confirm_timeout", "a duration 1s..10m", "How long a dangerous command waits for the user's \"yes\".",
+	{"confirm_timeout", "30s", "a duration 1s..10m", "How long a dangerous command waits for the user's \"yes\".",
 		durSetter(time.Second, 10*time.Minute, func(c *Config, d time.Duration) { c.ConfirmTimeout = d })},
-	{"rate_user", "N/period (e.g. 30/1m) or off", "Commands one user may send, over all devices.",
+	{"rate_user", "30/1m", "N/period (e.g. 30/1m) or off", "Commands one user may send, over all devices.",
 		func(c *Config, v string) error { r, err := parseRate(v); c.UserRate = r; return err }},
-	{"rate_device", "N/period (e.g. 60/1m) or off", "Commands one device accepts, from all users.",
+	{"rate_device", "60/1m", "N/period (e.g. 60/1m) or off", "Commands one device accepts, from all users.",
 		func(c *Config, v string) error { r, err := parseRate(v); c.DeviceRate = r; return err }},
-	{"watch_interval", "a duration 100ms..1h", "Least time between two telemetry messages to one watcher (newer values are coalesced).",
+	{"watch_interval", "5s", "a duration 100ms..1h", "Least time between two telemetry messages to one watcher (newer values are coalesced).",
 		durSetter(100*time.Millisecond, time.Hour, func(c *Config, d time.Duration) { c.WatchInterval = d })},
-	{"alert_expiry", "a duration 1m..7 days", "Expiry of alert messages, which mesibo keeps for offline users.",
+	{"alert_expiry", "1h", "a duration 1m..7 days", "Expiry of alert messages, which mesibo keeps for offline users.",
 		durSetter(time.Minute, 168*time.Hour, func(c *Config, d time.Duration) { c.AlertExpiry = d })},
-	{"idempotency_window", "a duration 1m..7 days", "How long a (sender, message id) pair is remembered so a message sent twice runs once.",
+	{"idempotency_window", "1h", "a duration 1m..7 days", "How long a (sender, message id) pair is remembered so a message sent twice runs once.",
 		durSetter(time.Minute, 168*time.Hour, func(c *Config, d time.Duration) { c.IdemWindow = d })},
 }
 
@@ -290,13 +291,18 @@ func validAddress(s string) bool {
 	return true
 }
 
-// ConfigKeys lists the accepted keys, sorted, with what each allows.
-func ConfigKeys() [][3]string {
-	out := make([][3]string, 0, len(configKeys))
+// ConfigKey describes one mesibo.conf key.
+type ConfigKey struct {
+	Name, Default, Allowed, Doc string
+}
+
+// ConfigKeys lists the accepted keys, sorted by name.
+func ConfigKeys() []ConfigKey {
+	out := make([]ConfigKey, 0, len(configKeys))
 	for _, k := range configKeys {
-		out = append(out, [3]string{k.name, k.allowed, k.doc})
+		out = append(out, ConfigKey{k.name, k.def, k.allowed, k.doc})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 

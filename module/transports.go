@@ -106,3 +106,8 @@ func (m *Module) closeTransports() {
 		}
 	}
 }
+
+// transportConfigCheckers validate the mqtt_* / serial_* keys of a
+// configuration without starting anything (filled by transport_*.go; used by
+// tests of the documented sample).
+var transportConfigCheckers = map[string]func(Config) error{}
