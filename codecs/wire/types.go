@@ -44,7 +44,10 @@ func (k Kind) String() string {
 
 // Value is one typed argument, result or telemetry value. Only these Go types
 // are allowed: int64, uint64, float64, string, bool, []byte. Decoders produce
-// exactly these types (never int or float32).
+// exactly these types (never int or float32): an integer decodes as int64 when
+// it fits and as uint64 only above math.MaxInt64 (so a uint64(5) comes back as
+// int64(5)); a float of any width decodes as float64. NaN and infinities are
+// not allowed (omit a value that has no reading).
 type Value = any
 
 // Command asks a device to do something. Sent bridge → device.
@@ -99,7 +102,7 @@ type Reply struct {
 	ID      uint64 // the command's ID
 	Device  string // the replying device's id
 	Outcome Outcome
-	Code    int64  // error code when Outcome is OutcomeFailed (see docs/protocol.md)
+	Code    int64  // error code when Outcome is OutcomeFailed: a ReplyCode (see docs/protocol.md)
 	Text    string // human-readable detail
 	Result  map[string]Value
 }
@@ -130,7 +133,7 @@ type Hello struct {
 	Profile        string
 	ProfileVersion string
 	Boot           uint64 // boot counter; a new value means state was lost
-	MaxFrame       uint32 // the largest frame the device accepts, 0 = default
+	MaxFrame       uint32 // the largest frame payload (bytes) the device accepts, 0 = MaxFramePayload
 }
 
 // Heartbeat keeps a link alive.
