@@ -575,7 +575,11 @@ func replyText(st *devState, cmd *command, r *wire.Reply) string {
 		}
 		return s
 	default:
-		s := fmt.Sprintf("%s failed on %s: %s", cmd.inv.Verb, st.cfg.Address, wire.ReplyCode(r.Code))
+		code := wire.ReplyCode(r.Code)
+		if code == wire.ReplyOK {
+			code = wire.ReplyInternal // a failure without a code
+		}
+		s := fmt.Sprintf("%s failed on %s: %s", cmd.inv.Verb, st.cfg.Address, code)
 		if r.Text != "" {
 			s += ": " + r.Text
 		}
