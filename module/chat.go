@@ -107,6 +107,12 @@ func (c *core) onDeviceChat(st *devState, p *Params, text string, now time.Time)
 	if !machine {
 		switch word {
 		case "help", "?":
+			if rest != "" && role >= devices.RoleOperator {
+				if cmd := prof.Command(strings.ToLower(rest)); cmd != nil {
+					c.say(p, cmd.HelpText(), 0)
+					return
+				}
+			}
 			c.say(p, c.deviceHelp(st, role), 0)
 			return
 		case "status":
