@@ -142,7 +142,9 @@ func (d *demo) offlineThenLogin(from, to, text string) error {
 	}
 	fmt.Printf("  (queued until %s logs in)\n", to)
 	d.login(to)
-	ev, err := d.wait("delivery on login", func(e hostproc.Event) bool { return e.Kind == "deliver" && e.Arg(0) == to && e.Field("id") == fmt.Sprint(id) })
+	ev, err := d.wait("delivery on login", func(e hostproc.Event) bool {
+		return e.Kind == "deliver" && e.Arg(0) == to && e.Field("id") == fmt.Sprint(id)
+	})
 	if err != nil {
 		return err
 	}
