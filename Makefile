@@ -35,7 +35,7 @@ host: prereq ## build build/mesibo-host and build/mesibo_mod_filter.so
 lint: ## gofmt, go vet, and the cgo-free build of everything outside cabi/
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	CGO_ENABLED=0 $(GO) build $$($(GO) list ./... | grep -v '/cabi$$')
+	CGO_ENABLED=0 $(GO) build $$($(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./... | grep -v '/cabi$$')
 
 gotest: module host $(BUILD)/fault/mesibo_mod_iot.so
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
