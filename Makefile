@@ -38,7 +38,7 @@ lint: ## gofmt, go vet, and the cgo-free build of everything outside cabi/
 	CGO_ENABLED=0 $(GO) build $$($(GO) list -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' ./... | grep -v '/cabi$$')
 
 gotest: module host $(BUILD)/fault/mesibo_mod_iot.so
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test: prereq lint gotest ## run every test (race detector on), as CI does
 	@bash cabi/host/test.sh
