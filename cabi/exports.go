@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/cgo"
+	"runtime/metrics"
 	"runtime/debug"
 	"unsafe"
 
@@ -216,4 +217,17 @@ func mesibo_iot_go_cleanup(h C.uintptr_t) (res C.int64_t) {
 	faultAt(module.Options{Fault: i.faultHook()}, "cleanup")
 	_ = i.mod.Close()
 	return 0
+}
+
+var allocSample = []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+
+// mesibo_module_debug_allocs returns the number of heap objects the Go
+// runtime has allocated so far. mesibo-host's `bench` command reads it before
+// and after a run to report allocations per message.
+//
+//export mesibo_module_debug_allocs
+func mesibo_module_debug_allocs() (n C.uint64_t) {
+	defer func() { _ = recover() }()
+	metrics.Read(allocSample)
+	return C.uint64_t(allocSample[0].Value.Uint64())
 }

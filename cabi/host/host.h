@@ -31,6 +31,7 @@ typedef struct hmod {
 	void *mem;                /* the module struct, HOST_MOD_ALLOC bytes, owned by the host */
 	void *cfg;                /* module_configs_t (doc) or rev_config_t (r2019/r2020) */
 	_Atomic int state;        /* MOD_* */
+	void *handle;             /* dlopen handle */
 } hmod_t;
 
 /* message params, revision independent */

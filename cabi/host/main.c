@@ -743,6 +743,96 @@ static void cmd_msg(char **tok, int nt, char *text, size_t tlen)
 	route_user_message(m);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* module-provided heap allocation counter (Go modules export it), or NULL */
+typedef uint64_t (*allocs_fn)(void);
+
+static allocs_fn module_allocs(void)
+{
+	int n = atomic_load(&g_nmods);
+	for (int i = 0; i < n; i++) {
+		if (!g_mods[i].handle)
+			continue;
+		allocs_fn f = (allocs_fn)dlsym(g_mods[i].handle, "mesibo_module_debug_allocs");
+		if (f)
+			return f;
+	}
+	return NULL;
+}
+
+/* bench <n> <from> <to> -- <text>: calls the module chain's on_message n
+ * times with one message (a fresh id each time) and reports the time per
+ * message, measured here around the calls only; nothing is delivered or
+ * printed per message. */
+static void cmd_bench(char **tok, int nt, char *text, size_t tlen)
+{
+	uint64_t n;
+	if (nt != 4 || parse_u64(tok[1], &n) < 0 || n == 0 || n > 100000000u) {
+		out_line("error usage: bench <n 1..1e8> <from> <to> -- <text>");
+		return;
+	}
+	size_t len = text_unescape(text, tlen);
+	char *buf = xstrndup(text, len);
+	nparams_t np;
+	memset(&np, 0, sizeof np);
+	pbuf_t pb;
+	params_fill(&pb, &np, tok[3], tok[2]);
+	int nm = atomic_load(&g_nmods);
+	uint64_t pass = 0, consumed = 0;
+	allocs_fn allocs = module_allocs();
+	uint64_t a0 = allocs ? allocs() : 0;
+	uint64_t t0 = now_ns();
+	for (uint64_t k = 0; k < n; k++) {
+		pb.d.id = pb.r19.id = pb.r20.id = k + 1;
+		int rc = MESIBO_RESULT_PASS;
+		for (int i = 0; i < nm && rc != MESIBO_RESULT_CONSUMED; i++) {
+			if (!mod_active(i))
+				continue;
+			void *mem = g_mods[i].mem;
+			switch (g_abi) {
+			case ABI_DOC: {
+				mesibo_module_t *mm = mem;
+				if (mm->on_message)
+					rc = rc32(mm->on_message(mm, &pb.d, buf, len));
+				break;
+			}
+			case ABI_R2019: {
+				r19_module_t *mm = mem;
+				if (mm->on_message)
+					rc = rc32(mm->on_message(mm, &pb.r19, buf, len));
+				break;
+			}
+			default: {
+				r20_module_t *mm = mem;
+				if (mm->on_message)
+					rc = rc32(mm->on_message(mm, &pb.r20, buf, len));
+				break;
+			}
+			}
+		}
+		if (rc == MESIBO_RESULT_CONSUMED)
+			consumed++;
+		else
+			pass++;
+	}
+	uint64_t t1 = now_ns();
+	uint64_t a1 = allocs ? allocs() : 0;
+	free(buf);
+	if (allocs)
+		out_line("bench n=%ju ns_per_msg=%.2f allocs_per_msg=%.4f pass=%ju consumed=%ju", (uintmax_t)n,
+		         (double)(t1 - t0) / (double)n, (double)(a1 - a0) / (double)n, (uintmax_t)pass,
+		         (uintmax_t)consumed);
+	else
+		out_line("bench n=%ju ns_per_msg=%.2f allocs_per_msg=na pass=%ju consumed=%ju", (uintmax_t)n,
+		         (double)(t1 - t0) / (double)n, (uintmax_t)pass, (uintmax_t)consumed);
+}
+
 static void cmd_login(const char *user, int on)
 {
 	long k = sv_find(&online, user);
@@ -877,7 +967,7 @@ static void exec_line(char *line)
 	char *text = empty;
 	size_t tlen = 0;
 	empty[0] = 0;
-	if (strncmp(p, "msg ", 4) == 0) {
+	if (strncmp(p, "msg ", 4) == 0 || strncmp(p, "bench ", 6) == 0) {
 		char *sep = strstr(line, " -- ");
 		if (sep) {
 			*sep = 0;
@@ -900,6 +990,8 @@ static void exec_line(char *line)
 
 	if (!strcmp(c, "msg")) {
 		cmd_msg(tok, nt, text, tlen);
+	} else if (!strcmp(c, "bench")) {
+		cmd_bench(tok, nt, text ? text : "", text ? tlen : 0);
 	} else if (!strcmp(c, "login") || !strcmp(c, "logout")) {
 		if (nt != 2)
 			out_line("error usage: %s <user>", c);
@@ -1103,6 +1195,7 @@ static void load_modules(const conf_t *conf, const char *dir)
 			atomic_store(&g_nmods, i + 1);
 			continue;
 		}
+		hm->handle = h;
 		size_t slen = strlen(cm->name) + 32;
 		char *sym = xmalloc(slen);
 		snprintf(sym, slen, "mesibo_module_%s_init", cm->name);
