@@ -21,8 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/cgo"
-	"runtime/metrics"
 	"runtime/debug"
+	"runtime/metrics"
 	"unsafe"
 
 	"github.com/mesibo-iot/mesibo-iot/module"
