@@ -118,6 +118,7 @@ type core struct {
 	users    map[string]*bucket
 	sent     map[uint64]sentMessage
 	admins   map[string]bool
+	drops    map[string]*dropLog
 }
 
 type idemEntry struct {
@@ -140,6 +141,7 @@ func newCore(m *Module, devs *devices.Config) *core {
 		users:    map[string]*bucket{},
 		sent:     map[uint64]sentMessage{},
 		admins:   map[string]bool{},
+		drops:    map[string]*dropLog{},
 	}
 	for _, a := range m.cfg.Admins {
 		c.admins[a] = true
@@ -190,6 +192,9 @@ func (c *core) apply(devs *devices.Config) {
 		}
 		st.watchers[s.User] = &watcher{user: s.User, cond: s.Condition, standing: true}
 	}
+	if c.m.transports != nil {
+		c.watchersChanged()
+	}
 }
 
 func (c *core) openCommands(st *devState) []*command {
@@ -221,7 +226,7 @@ func (c *core) handle(ev event) {
 	case evPresence:
 		c.onPresence(ev.dev, ev.presence, ev.at)
 	case evDropped:
-		c.m.logf(LevelWarn, "iot: dropped data from device %q via %s: %v", ev.dev, ev.transport, ev.err)
+		c.onDropped(ev)
 	case evLink:
 		c.onLink(ev.transport, ev.online, ev.detail)
 	case evSendResult:
@@ -235,6 +240,36 @@ func (c *core) handle(ev event) {
 			}
 		}
 	}
+}
+
+// onDropped logs bad device data at most once per device per 10 s, with the
+// number of drops in between (the metric counts each one).
+func (c *core) onDropped(ev event) {
+	key := ev.transport + "/" + ev.dev
+	now := c.m.now()
+	d := c.drops[key]
+	if d == nil {
+		if len(c.drops) > 10000 {
+			c.drops = map[string]*dropLog{}
+		}
+		d = &dropLog{}
+		c.drops[key] = d
+	}
+	d.n++
+	if now.Sub(d.last) < 10*time.Second {
+		return
+	}
+	more := ""
+	if d.n > 1 {
+		more = fmt.Sprintf(" (%d dropped since the last report)", d.n)
+	}
+	c.m.logf(LevelWarn, "iot: dropped data from device %q via %s: %v%s", ev.dev, ev.transport, ev.err, more)
+	d.last, d.n = now, 0
+}
+
+type dropLog struct {
+	last time.Time
+	n    int
 }
 
 func (c *core) onStatus(p *Params) {

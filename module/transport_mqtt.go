@@ -21,4 +21,8 @@ func init() {
 		}
 		return t, nil
 	}
+	transportConfigCheckers["mqtt"] = func(cfg Config) error {
+		_, err := mqtt.OptionsFromConfig(cfg.Transport)
+		return err
+	}
 }

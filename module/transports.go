@@ -62,6 +62,7 @@ func (m *Module) startTransports(devs *devices.Config) error {
 	for _, st := range m.core.byAddr {
 		st.tr = m.transports[st.cfg.Transport]
 	}
+	m.core.watchersChanged()
 	m.metrics.devicesRegistered.Set(float64(len(devs.Devices)))
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mesibo-iot/mesibo-iot/codecs/schema"
 	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
+	"github.com/mesibo-iot/mesibo-iot/transports"
 )
 
 // watcher is one user's subscription to one device's telemetry: all values
@@ -39,7 +40,7 @@ func (c *core) watch(st *devState, p *Params, rest string, now time.Time) {
 		return
 	}
 	st.watchers[p.From] = w
-	c.m.metrics.watchers.Set(float64(c.countWatchers()))
+	c.watchersChanged()
 	if w.cond != nil {
 		c.say(p, fmt.Sprintf("Watching %s: you get an alert when %s, even while offline. Send \"unwatch\" to stop.", st.cfg.Address, w.cond.String()), 0)
 		return
@@ -53,8 +54,27 @@ func (c *core) unwatch(st *devState, p *Params) {
 		return
 	}
 	delete(st.watchers, p.From)
-	c.m.metrics.watchers.Set(float64(c.countWatchers()))
+	c.watchersChanged()
 	c.say(p, fmt.Sprintf("Stopped watching %s.", st.cfg.Address), 0)
+}
+
+// watchersChanged updates the metric and tells transports that share
+// telemetry between bridges which devices this bridge needs telemetry of.
+func (c *core) watchersChanged() {
+	c.m.metrics.watchers.Set(float64(c.countWatchers()))
+	per := map[string][]string{}
+	for _, st := range c.byAddr {
+		if len(st.watchers) > 0 {
+			per[st.cfg.Transport] = append(per[st.cfg.Transport], st.cfg.ID)
+		}
+	}
+	for kind, t := range c.m.transports {
+		if is, ok := t.(transports.InterestSetter); ok {
+			ids := per[kind]
+			sort.Strings(ids)
+			is.SetInterest(ids)
+		}
+	}
 }
 
 func (c *core) countWatchers() int {
