@@ -1,0 +1,770 @@
+package link
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
+)
+
+type evKind uint8
+
+const (
+	evFrame evKind = iota + 1
+	evDrop
+	evReadErr
+	evWriteErr
+	evWritten
+)
+
+type event struct {
+	kind evKind
+	f    wire.Frame
+	d    wire.Drop
+	err  error
+	tx   uint64
+	at   time.Time
+}
+
+type wreq struct {
+	b  []byte
+	tx uint64 // non-zero: a tracked DATA/RESET transmission; the writer reports when written
+}
+
+type lstate uint8
+
+const (
+	stWaitHello  lstate = iota + 1 // bridge: no Hello yet (or the link went down)
+	stConnecting                   // device: Hello outstanding
+	stUp
+)
+
+type outWhat uint8
+
+const (
+	wUser outWhat = iota + 1
+	wHeartbeat
+	wHello
+)
+
+// outFrame is the one DATA frame waiting for its ACK.
+type outFrame struct {
+	seq      uint16
+	frame    []byte
+	req      *sendReq
+	what     outWhat
+	tries    int // retransmissions so far
+	tx       uint64
+	deadline time.Time
+	slow     bool // device Hello past its retries: once every Heartbeat from now on
+}
+
+type loopState struct {
+	state     lstate
+	out       *outFrame
+	txSeq     uint16 // next DATA seq
+	rxHave    bool
+	rxLast    uint16
+	lastRx    time.Time // last intact frame received
+	lastTx    time.Time // last frame sent (any type)
+	nextReset time.Time // bridge, waiting for a Hello: next RESET
+	hbSeq     uint64
+	txID      uint64
+	helloPay  []byte // device: encoded Hello
+	sessHello []byte // bridge: the Hello that opened this session
+	stopping  bool   // Run is returning: no new Hello
+}
+
+// Run runs the link until ctx ends or the port fails, and returns why: ctx's
+// error, or the port's read or write error (ErrWriteTimeout, io.EOF, EIO,
+// ErrNoData...). Link-level trouble (no ACK, silence, peer reset) does not
+// end Run: it calls OnDown and waits for the link to come up again. Run
+// starts and waits for a reader, a writer and a callback goroutine; it
+// closes the port before it returns, and fails Sends still waiting. Run may
+// be called once.
+func (l *Link) Run(ctx context.Context) (err error) {
+	if !l.run.CompareAndSwap(false, true) {
+		return errors.New("link: Run called twice; make a new Link")
+	}
+	if l.o.Role != Bridge && l.o.Role != Device {
+		close(l.quit)
+		close(l.done)
+		_ = l.port.Close()
+		return fmt.Errorf("link: Options.Role must be Bridge or Device")
+	}
+	if l.o.Role == Device {
+		if l.o.Hello == nil || l.o.Hello.Device == "" {
+			close(l.quit)
+			close(l.done)
+			_ = l.port.Close()
+			return fmt.Errorf("link: a Device link needs Options.Hello with Device set")
+		}
+		p, err := wire.MarshalHello(l.o.Hello)
+		if err != nil {
+			close(l.quit)
+			close(l.done)
+			_ = l.port.Close()
+			return fmt.Errorf("link: cannot encode Options.Hello: %w", err)
+		}
+		l.s.helloPay = p
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go l.reader(&wg)
+	go l.writer(&wg)
+	go l.deliverer(&wg)
+
+	err = l.loopSafe(ctx)
+
+	now := time.Now()
+	l.s.stopping = true
+	if l.s.state == stUp {
+		l.goDown(now, fmt.Errorf("%w: %w", ErrStopped, err), false)
+	}
+	l.setDownErr(fmt.Errorf("%w: %w", ErrStopped, err))
+	l.failOut(fmt.Errorf("%w: %w: %w", ErrLinkDown, ErrStopped, err))
+	close(l.quit)
+	_ = l.port.Close()
+	l.drainSendq(fmt.Errorf("%w: %w: %w", ErrLinkDown, ErrStopped, err))
+	wg.Wait()
+	close(l.done)
+	return err
+}
+
+func (l *Link) loopSafe(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.logf("link: panic in the link loop (recovered): %v\n%s", r, debug.Stack())
+			err = fmt.Errorf("link: internal error: %v", r)
+		}
+	}()
+	return l.loop(ctx)
+}
+
+// post hands an event to the loop; false when the loop has stopped.
+func (l *Link) post(ev event) bool {
+	select {
+	case l.events <- ev:
+		return true
+	case <-l.quit:
+		return false
+	}
+}
+
+func (l *Link) reader(wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			l.logf("link: panic in the port reader (recovered): %v\n%s", r, debug.Stack())
+			l.post(event{kind: evReadErr, err: fmt.Errorf("link: reader panic: %v", r)})
+		}
+	}()
+	dec := wire.NewFrameDecoder(wire.FrameDecoderOptions{MaxPayload: wire.MaxFramePayload})
+	buf := make([]byte, 4096)
+	zeros := 0
+	onFrame := func(f wire.Frame) {
+		f.Payload = append([]byte(nil), f.Payload...)
+		l.post(event{kind: evFrame, f: f, at: time.Now()})
+	}
+	onDrop := func(d wire.Drop) {
+		l.post(event{kind: evDrop, d: d, at: time.Now()})
+	}
+	for {
+		n, err := l.port.Read(buf)
+		if n > 0 {
+			zeros = 0
+			l.stats.bytesIn.Add(uint64(n))
+			dec.Feed(buf[:n], onFrame, onDrop)
+		}
+		if err != nil {
+			l.post(event{kind: evReadErr, err: err})
+			return
+		}
+		if n == 0 {
+			zeros++
+			if zeros >= 1000 {
+				l.post(event{kind: evReadErr, err: ErrNoData})
+				return
+			}
+		}
+		select {
+		case <-l.quit:
+			return
+		default:
+		}
+	}
+}
+
+func (l *Link) writer(wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			l.writing.Store(0)
+			l.logf("link: panic in the port writer (recovered): %v\n%s", r, debug.Stack())
+			l.post(event{kind: evWriteErr, err: fmt.Errorf("link: writer panic: %v", r)})
+		}
+	}()
+	dl, hasDeadline := l.port.(writeDeadliner)
+	first := true
+	for {
+		select {
+		case <-l.quit:
+			return
+		case w := <-l.wq:
+			if first {
+				// a 0x00 ends whatever partial frame the peer holds (§7.2)
+				w.b = append([]byte{0}, w.b...)
+				first = false
+			}
+			start := time.Now()
+			if hasDeadline {
+				_ = dl.SetWriteDeadline(start.Add(l.o.WriteTimeout))
+			}
+			l.writing.Store(start.UnixNano())
+			n, err := l.port.Write(w.b)
+			l.writing.Store(0)
+			l.stats.bytesOut.Add(uint64(n))
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, ErrWriteTimeout) {
+					err = fmt.Errorf("%w: the port took %d of %d bytes in %v (is the other side reading?): %w",
+						ErrWriteTimeout, n, len(w.b), l.o.WriteTimeout, err)
+				}
+				l.post(event{kind: evWriteErr, err: err})
+				return
+			}
+			l.stats.framesOut.Add(1)
+			if w.tx != 0 {
+				l.post(event{kind: evWritten, tx: w.tx, at: time.Now()})
+			}
+		}
+	}
+}
+
+// ---- the loop: owns l.s ----
+
+func (l *Link) loop(ctx context.Context) error {
+	s := &l.s
+	now := time.Now()
+	s.lastRx, s.lastTx = now, now
+	if l.o.Role == Device {
+		l.startHello(now)
+	} else {
+		s.state = stWaitHello
+		s.nextReset = now.Add(l.o.ResetInterval)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now = time.Now()
+		if err := l.tick(now); err != nil {
+			return err
+		}
+		timer.Reset(l.nextWake(now))
+		var sendq chan *sendReq
+		if s.state != stUp || s.out == nil {
+			sendq = l.sendq // up and idle: take the next; not up: fail it
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev := <-l.events:
+			if err := l.handle(ev); err != nil {
+				return err
+			}
+		case req := <-sendq:
+			l.startUser(req, time.Now())
+		case <-timer.C:
+		}
+	}
+}
+
+// tick acts on due timers.
+func (l *Link) tick(now time.Time) error {
+	s := &l.s
+	if ws := l.writing.Load(); ws != 0 {
+		if d := now.Sub(time.Unix(0, ws)); d > 2*l.o.WriteTimeout+100*time.Millisecond {
+			return fmt.Errorf("%w: a frame write has not returned for %v", ErrWriteTimeout, d.Round(time.Millisecond))
+		}
+	}
+	if s.state == stUp && now.Sub(s.lastRx) >= l.o.Silence {
+		l.goDown(now, fmt.Errorf("%w: no frame for %v", ErrSilence, l.o.Silence), true)
+	}
+	if o := s.out; o != nil && !now.Before(o.deadline) {
+		switch {
+		case o.slow:
+			l.retransmit(o, now)
+			o.deadline = now.Add(l.o.Heartbeat)
+		case o.tries >= l.o.Retries:
+			l.outFailed(now, fmt.Errorf("%w: DATA seq %d not acknowledged after %d retransmissions", ErrNoAck, o.seq, o.tries))
+		default:
+			l.retransmit(o, now)
+		}
+	}
+	switch {
+	case s.state == stWaitHello && !now.Before(s.nextReset):
+		l.sendReset(now)
+	case s.state == stUp && s.out == nil && now.Sub(s.lastTx) >= l.o.Heartbeat && len(l.sendq) == 0:
+		l.sendHeartbeat(now)
+	}
+	return nil
+}
+
+func (l *Link) nextWake(now time.Time) time.Duration {
+	s := &l.s
+	next := now.Add(250 * time.Millisecond) // also paces the write watchdog
+	at := func(t time.Time) {
+		if t.Before(next) {
+			next = t
+		}
+	}
+	if s.out != nil {
+		at(s.out.deadline)
+	}
+	switch s.state {
+	case stUp:
+		at(s.lastRx.Add(l.o.Silence))
+		if s.out == nil && len(l.sendq) == 0 {
+			at(s.lastTx.Add(l.o.Heartbeat))
+		}
+	case stWaitHello:
+		at(s.nextReset)
+	}
+	d := next.Sub(now)
+	if d < 0 {
+		d = 0
+	}
+	return d
+}
+
+func (l *Link) handle(ev event) error {
+	s := &l.s
+	switch ev.kind {
+	case evReadErr:
+		return ev.err
+	case evWriteErr:
+		return ev.err
+	case evWritten:
+		if o := s.out; o != nil && o.tx == ev.tx {
+			o.deadline = ev.at.Add(l.ackWait(len(o.frame)))
+		}
+	case evDrop:
+		l.onDecodeDrop(ev.d)
+	case evFrame:
+		l.onFrame(ev.f, ev.at)
+	}
+	return nil
+}
+
+// waiting: the bridge has no Hello; it sends nothing but RESET.
+func (l *Link) waiting() bool {
+	return l.o.Role == Bridge && l.s.state == stWaitHello
+}
+
+func (l *Link) dropped(reason string, hasSeq bool, seq uint16, err error) {
+	l.stats.drop(reason)
+	if l.o.OnDrop != nil {
+		l.cb.push(cbItem{kind: cbDrop, err: &DropError{Reason: reason, HasSeq: hasSeq, Seq: seq, Err: err}})
+	}
+}
+
+func (l *Link) onDecodeDrop(d wire.Drop) {
+	l.dropped(d.Reason.String(), d.HasSeq, d.Seq, d.Err)
+	if d.Reason == wire.DropBadCRC && d.HasSeq && !l.waiting() {
+		l.sendNack(d.Seq, wire.NackCorrupt)
+	}
+}
+
+func (l *Link) onFrame(f wire.Frame, at time.Time) {
+	s := &l.s
+	l.stats.framesIn.Add(1)
+	s.lastRx = at
+	switch f.Type {
+	case wire.FrameAck:
+		l.stats.acksIn.Add(1)
+		l.onAck(f.Seq, at)
+	case wire.FrameNack:
+		l.stats.nacksIn.Add(1)
+		reason := wire.NackUnspecified
+		if len(f.Payload) > 0 {
+			reason = wire.NackReason(f.Payload[0])
+		}
+		l.onNack(f.Seq, reason, at)
+	case wire.FrameReset:
+		l.stats.resetsIn.Add(1)
+		l.onReset(at)
+	case wire.FrameData:
+		l.onData(f, at)
+	}
+}
+
+// onReset: the peer reset its link state; reset ours. A device answers with
+// a Hello; a bridge waits for one.
+func (l *Link) onReset(now time.Time) {
+	s := &l.s
+	if l.o.Role == Device {
+		switch {
+		case s.state == stUp:
+			l.goDown(now, fmt.Errorf("%w: RESET from the bridge", ErrPeerReset), false)
+		case s.out != nil && s.out.what == wHello:
+			// already saying hello: say it again now
+			s.out.tries, s.out.slow = 0, false
+			l.stats.retransmits.Add(1)
+			l.transmit(s.out, now)
+		default:
+			l.startHello(now)
+		}
+		return
+	}
+	if s.state == stUp {
+		l.goDown(now, fmt.Errorf("%w: RESET from the device", ErrPeerReset), false)
+	}
+	s.rxHave = false
+}
+
+func (l *Link) onData(f wire.Frame, at time.Time) {
+	s := &l.s
+	env, derr := wire.Unmarshal(f.Payload)
+	hello := derr == nil && env.Kind == wire.KindHello && l.o.Role == Bridge
+	if hello {
+		l.onHello(f, env.Hello, at)
+		return
+	}
+	if l.waiting() { // any other DATA before the Hello: ask for one
+		l.dropped(DropBeforeHello, true, f.Seq, errors.New("DATA frame before the device's hello; answered with RESET"))
+		l.sendReset(at)
+		return
+	}
+	if l.o.Role == Device && s.state != stUp {
+		l.dropped(DropNotUp, true, f.Seq, errors.New("DATA frame before our hello was acknowledged"))
+		return
+	}
+	if s.rxHave && f.Seq == s.rxLast {
+		l.stats.duplicates.Add(1)
+		l.sendAck(f.Seq)
+		return
+	}
+	if derr != nil {
+		if errors.Is(derr, wire.ErrUnknownKind) { // a newer peer: ACK and ignore
+			l.sendAck(f.Seq)
+			s.rxHave, s.rxLast = true, f.Seq
+			l.dropped(DropUnknownKind, true, f.Seq, derr)
+			return
+		}
+		l.sendNack(f.Seq, wire.NackRejected)
+		s.rxHave, s.rxLast = true, f.Seq // counts as delivered for duplicate detection
+		l.dropped(DropBadEnvelope, true, f.Seq, derr)
+		return
+	}
+	if env.Kind != wire.KindHeartbeat && env.Kind != wire.KindHello && l.cb.full() {
+		l.dropped(DropBusy, true, f.Seq, errors.New("delivery queue full"))
+		l.sendNack(f.Seq, wire.NackBusy)
+		return
+	}
+	l.sendAck(f.Seq)
+	s.rxHave, s.rxLast = true, f.Seq
+	l.stats.dataIn.Add(1)
+	switch env.Kind {
+	case wire.KindHeartbeat:
+		l.stats.hbIn.Add(1)
+	case wire.KindHello: // to a device
+		l.dropped(DropUnexpected, true, f.Seq, errors.New("hello from the bridge"))
+	default:
+		l.stats.delivered.Add(1)
+		l.cb.push(cbItem{kind: cbEnvelope, env: env})
+	}
+}
+
+// onHello (bridge): a Hello opens a session, whatever its seq.
+func (l *Link) onHello(f wire.Frame, h *wire.Hello, at time.Time) {
+	s := &l.s
+	if s.state == stUp && s.rxHave && f.Seq == s.rxLast && bytes.Equal(f.Payload, s.sessHello) {
+		// the session's own Hello again: our ACK was lost
+		l.stats.duplicates.Add(1)
+		l.sendAck(f.Seq)
+		return
+	}
+	if s.state == stUp {
+		l.goDown(at, fmt.Errorf("%w: a new hello", ErrPeerReset), false)
+	}
+	l.sendAck(f.Seq)
+	s.rxHave, s.rxLast = true, f.Seq
+	s.sessHello = f.Payload // a copy made by the reader
+	s.txSeq = 0
+	lim := l.o.MaxFrame
+	if h.MaxFrame > 0 && int(h.MaxFrame) < lim {
+		lim = int(h.MaxFrame)
+	}
+	l.sendLimit.Store(int64(lim))
+	l.peerMu.Lock()
+	l.peer = h
+	l.peerMu.Unlock()
+	s.state = stUp
+	s.lastRx = at
+	l.stats.dataIn.Add(1)
+	l.stats.ups.Add(1)
+	l.up.Store(true)
+	l.cb.push(cbItem{kind: cbUp, hello: h})
+}
+
+func (l *Link) onAck(seq uint16, now time.Time) {
+	s := &l.s
+	o := s.out
+	if o == nil || o.seq != seq {
+		l.stats.drop(DropStale)
+		return
+	}
+	s.out = nil
+	switch o.what {
+	case wUser:
+		l.stats.sent.Add(1)
+		o.req.res <- nil
+	case wHello:
+		if s.state == stConnecting {
+			s.state = stUp
+			s.lastRx = now
+			l.peerMu.Lock()
+			l.peer = l.o.Hello
+			l.peerMu.Unlock()
+			l.up.Store(true)
+			l.stats.ups.Add(1)
+			l.cb.push(cbItem{kind: cbUp, hello: l.o.Hello})
+		}
+	}
+}
+
+func (l *Link) onNack(seq uint16, reason wire.NackReason, now time.Time) {
+	s := &l.s
+	o := s.out
+	if o == nil || o.seq != seq {
+		l.stats.drop(DropStale)
+		return
+	}
+	switch reason {
+	case wire.NackRejected:
+		switch o.what {
+		case wUser:
+			s.out = nil
+			o.req.res <- fmt.Errorf("%w (seq %d)", ErrRejected, seq)
+		case wHeartbeat:
+			s.out = nil
+		case wHello:
+			l.logf("link: the bridge rejected our hello; saying it again every %v", l.o.Heartbeat)
+			o.slow = true
+			o.deadline = now.Add(l.o.Heartbeat)
+		}
+	case wire.NackBusy:
+		o.deadline = now.Add(l.o.AckTimeout) // the tick retransmits, counting it
+	default:
+		if o.slow {
+			l.retransmit(o, now)
+			o.deadline = now.Add(l.o.Heartbeat)
+			return
+		}
+		if o.tries >= l.o.Retries {
+			l.outFailed(now, fmt.Errorf("%w: DATA seq %d still NACKed after %d retransmissions", ErrNoAck, o.seq, o.tries))
+			return
+		}
+		l.retransmit(o, now)
+	}
+}
+
+// outFailed: the outstanding frame ran out of retries.
+func (l *Link) outFailed(now time.Time, reason error) {
+	s := &l.s
+	o := s.out
+	switch {
+	case o.what == wHello: // device: keep saying hello, once every Heartbeat
+		o.slow = true
+		o.deadline = now.Add(l.o.Heartbeat)
+	case s.state == stUp:
+		l.goDown(now, reason, true)
+	default:
+		s.out = nil
+		if o.req != nil {
+			o.req.res <- fmt.Errorf("%w: %w", ErrLinkDown, reason)
+		}
+	}
+}
+
+// goDown takes the link down: fails what waits, calls OnDown if it was up.
+// The device says hello again at once; the bridge waits for a Hello, sending
+// RESET now (resetNow) or after ResetInterval.
+func (l *Link) goDown(now time.Time, reason error, resetNow bool) {
+	s := &l.s
+	wasUp := s.state == stUp
+	l.up.Store(false)
+	l.setDownErr(reason)
+	if wasUp {
+		l.stats.downs.Add(1)
+	}
+	l.failOut(fmt.Errorf("%w: %w", ErrLinkDown, reason))
+	l.drainSendq(fmt.Errorf("%w: %w", ErrLinkDown, reason))
+	s.rxHave = false
+	if wasUp {
+		l.cb.push(cbItem{kind: cbDown, err: reason})
+	}
+	if l.o.Role == Device {
+		if !s.stopping {
+			l.startHello(now)
+		}
+		return
+	}
+	s.state = stWaitHello
+	s.sessHello = nil
+	if resetNow {
+		s.nextReset = now
+	} else {
+		s.nextReset = now.Add(l.o.ResetInterval)
+	}
+}
+
+func (l *Link) failOut(err error) {
+	if o := l.s.out; o != nil {
+		l.s.out = nil
+		if o.req != nil {
+			o.req.res <- err
+		}
+	}
+}
+
+func (l *Link) drainSendq(err error) {
+	for {
+		select {
+		case req := <-l.sendq:
+			req.res <- err
+		default:
+			return
+		}
+	}
+}
+
+// ---- sending ----
+
+func (l *Link) nextSeq() uint16 {
+	seq := l.s.txSeq
+	l.s.txSeq++ // wraps 65535 → 0
+	return seq
+}
+
+// ackWait is how long to wait for the ACK of a frame of n bytes once it is
+// written.
+func (l *Link) ackWait(n int) time.Duration {
+	d := l.o.AckTimeout
+	if l.o.Baud > 0 {
+		bytes := n + wire.MaxFrameEncoded
+		d += time.Duration(bytes) * 10 * time.Second / time.Duration(l.o.Baud)
+	}
+	return d
+}
+
+func (l *Link) enqueue(w wreq, now time.Time) bool {
+	select {
+	case l.wq <- w:
+		l.s.lastTx = now
+		return true
+	default:
+		l.dropped(DropQueueFull, false, 0, errors.New("the port is not taking frames; frame discarded"))
+		return false
+	}
+}
+
+func (l *Link) transmit(o *outFrame, now time.Time) {
+	s := &l.s
+	s.txID++
+	o.tx = s.txID
+	o.deadline = now.Add(l.o.WriteTimeout + l.ackWait(len(o.frame)))
+	l.enqueue(wreq{b: o.frame, tx: o.tx}, now)
+}
+
+func (l *Link) retransmit(o *outFrame, now time.Time) {
+	o.tries++
+	l.stats.retransmits.Add(1)
+	l.transmit(o, now)
+}
+
+func (l *Link) sendData(what outWhat, payload []byte, req *sendReq, now time.Time) {
+	seq := l.nextSeq()
+	fr, err := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameData, Seq: seq, Payload: payload})
+	if err != nil { // sizes are checked in Send; only a bug gets here
+		if req != nil {
+			req.res <- fmt.Errorf("%w: %w", ErrTooLarge, err)
+		}
+		return
+	}
+	o := &outFrame{seq: seq, frame: fr, req: req, what: what}
+	l.s.out = o
+	l.stats.dataOut.Add(1)
+	l.transmit(o, now)
+}
+
+func (l *Link) startUser(req *sendReq, now time.Time) {
+	s := &l.s
+	if req.cancelled.Load() {
+		req.res <- context.Canceled
+		return
+	}
+	if s.state != stUp {
+		req.res <- l.downError()
+		return
+	}
+	if lim := int(l.sendLimit.Load()); len(req.payload) > lim {
+		req.res <- fmt.Errorf("%w: envelope is %d bytes, the peer takes at most %d", ErrTooLarge, len(req.payload), lim)
+		return
+	}
+	l.sendData(wUser, req.payload, req, now)
+}
+
+func (l *Link) sendHeartbeat(now time.Time) {
+	s := &l.s
+	s.hbSeq++
+	dev := ""
+	if h := l.Peer(); h != nil {
+		dev = h.Device
+	}
+	p, err := wire.MarshalHeartbeat(&wire.Heartbeat{Device: dev, Seq: s.hbSeq,
+		Uptime: uint64(now.Sub(l.born).Milliseconds())})
+	if err != nil {
+		s.lastTx = now
+		return
+	}
+	l.stats.hbOut.Add(1)
+	l.sendData(wHeartbeat, p, nil, now)
+}
+
+// startHello (device) opens a session: forget the bridge's sequence numbers
+// and send the Hello.
+func (l *Link) startHello(now time.Time) {
+	s := &l.s
+	s.state = stConnecting
+	s.rxHave = false
+	l.sendData(wHello, s.helloPay, nil, now)
+}
+
+// sendReset (bridge) asks the device for a Hello.
+func (l *Link) sendReset(now time.Time) {
+	fr, _ := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameReset, Seq: 0})
+	if l.enqueue(wreq{b: fr}, now) {
+		l.stats.resetsOut.Add(1)
+	}
+	l.s.nextReset = now.Add(l.o.ResetInterval)
+}
+
+func (l *Link) sendAck(seq uint16) {
+	fr, _ := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameAck, Seq: seq})
+	if l.enqueue(wreq{b: fr}, time.Now()) {
+		l.stats.acksOut.Add(1)
+	}
+}
+
+func (l *Link) sendNack(seq uint16, reason wire.NackReason) {
+	fr, _ := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameNack, Seq: seq, Payload: []byte{byte(reason)}})
+	if l.enqueue(wreq{b: fr}, time.Now()) {
+		l.stats.nacksOut.Add(1)
+	}
+}
