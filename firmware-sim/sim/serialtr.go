@@ -1,0 +1,600 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
+	"github.com/mesibo-iot/mesibo-iot/transports/serial/link"
+)
+
+// ptyPair is one pty: the master the device talks on, and the slave the
+// bridge opens (through the stable symlink). The simulator keeps the slave
+// open too (set to raw mode, never read), so the bridge closing and
+// reopening the port does not hang up the master.
+type ptyPair struct {
+	master *os.File // pollable: Close unblocks Read, deadlines work
+	slave  *os.File
+	path   string
+	baud   int
+
+	wmu  sync.Mutex
+	cur  *sessionPort // guarded by wmu
+	dead chan struct{}
+	once sync.Once
+}
+
+func openPty(baud int) (*ptyPair, error) {
+	m, s, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open pty: %w", err)
+	}
+	// pty.Open leaves the master in blocking mode, where Close does not
+	// interrupt a Read. A non-blocking duplicate goes through the poller.
+	fd, err := unix.Dup(int(m.Fd()))
+	if err != nil {
+		m.Close()
+		s.Close()
+		return nil, fmt.Errorf("dup pty master: %w", err)
+	}
+	m.Close()
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		s.Close()
+		return nil, fmt.Errorf("pty master non-blocking: %w", err)
+	}
+	unix.CloseOnExec(fd)
+	master := os.NewFile(uintptr(fd), "/dev/ptmx")
+	if err := makeRaw(s); err != nil {
+		master.Close()
+		s.Close()
+		return nil, fmt.Errorf("pty raw mode: %w", err)
+	}
+	return &ptyPair{master: master, slave: s, path: s.Name(), baud: baud, dead: make(chan struct{})}, nil
+}
+
+// makeRaw sets the slave like cfmakeraw: no echo, no line editing, no
+// translation, 8 bits.
+func makeRaw(f *os.File) error {
+	fd := int(f.Fd())
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN] = 1
+	t.Cc[unix.VTIME] = 0
+	return unix.IoctlSetTermios(fd, unix.TCSETS, t)
+}
+
+// flushInput discards what the device wrote that the bridge has not read
+// (a stale backlog from before the bridge opened the port).
+func (p *ptyPair) flushInput() {
+	_ = unix.IoctlSetInt(int(p.slave.Fd()), unix.TCFLSH, unix.TCIFLUSH)
+}
+
+func (p *ptyPair) close() {
+	p.once.Do(func() {
+		_ = p.master.Close()
+		_ = p.slave.Close()
+	})
+}
+
+// reader hands what the bridge writes to the current session; without one
+// the bytes are lost (the device is not listening).
+func (p *ptyPair) reader() {
+	defer close(p.dead)
+	buf := make([]byte, 4096)
+	for {
+		n, err := p.master.Read(buf)
+		if n > 0 {
+			chunk := append([]byte(nil), buf[:n]...)
+			p.wmu.Lock()
+			sp := p.cur
+			p.wmu.Unlock()
+			if sp != nil {
+				select {
+				case sp.in <- chunk:
+				case <-sp.closed:
+				}
+			}
+		}
+		if err != nil {
+			if errors.Is(err, syscall.EIO) {
+				// No slave open at all (cannot happen while we hold ours);
+				// do not spin. A closed master ends the loop at the next Read.
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return
+		}
+	}
+}
+
+// write writes b to the master, paced to baud/10 bytes per second.
+func (p *ptyPair) write(b []byte, deadline time.Time, stop <-chan struct{}) (int, error) {
+	if deadline.IsZero() {
+		deadline = time.Now().Add(2 * time.Second)
+	}
+	_ = p.master.SetWriteDeadline(deadline)
+	if p.baud <= 0 {
+		return p.master.Write(b)
+	}
+	chunk := max(1, p.baud/10/100) // about 10 ms of line time per chunk
+	written := 0
+	for written < len(b) {
+		end := min(written+chunk, len(b))
+		n, err := p.master.Write(b[written:end])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		t := time.NewTimer(time.Duration(n) * 10 * time.Second / time.Duration(p.baud))
+		select {
+		case <-t.C:
+		case <-stop:
+			t.Stop()
+			return written, io.ErrClosedPipe
+		case <-p.dead:
+			t.Stop()
+			return written, os.ErrClosed
+		}
+	}
+	return written, nil
+}
+
+// writeRaw writes injected bytes between the link's frames.
+func (p *ptyPair) writeRaw(b []byte) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	_, err := p.write(b, time.Time{}, nil)
+	return err
+}
+
+// sessionPort is the link.Port of one link session on a pty. Closing it
+// ends the session without closing the pty.
+type sessionPort struct {
+	p       *ptyPair
+	in      chan []byte
+	pending []byte
+	closed  chan struct{}
+	once    sync.Once
+
+	dlmu     sync.Mutex
+	deadline time.Time
+}
+
+func (p *ptyPair) newSession() *sessionPort {
+	sp := &sessionPort{p: p, in: make(chan []byte, 16), closed: make(chan struct{})}
+	p.wmu.Lock()
+	p.cur = sp
+	p.wmu.Unlock()
+	return sp
+}
+
+func (sp *sessionPort) Read(b []byte) (int, error) {
+	if len(sp.pending) == 0 {
+		select {
+		case c := <-sp.in:
+			sp.pending = c
+		case <-sp.closed:
+			return 0, io.EOF
+		case <-sp.p.dead:
+			return 0, fmt.Errorf("pty %s: %w", sp.p.path, syscall.EIO)
+		}
+	}
+	n := copy(b, sp.pending)
+	sp.pending = sp.pending[n:]
+	return n, nil
+}
+
+func (sp *sessionPort) Write(b []byte) (int, error) {
+	select {
+	case <-sp.closed:
+		return 0, io.ErrClosedPipe
+	default:
+	}
+	sp.dlmu.Lock()
+	dl := sp.deadline
+	sp.dlmu.Unlock()
+	sp.p.wmu.Lock()
+	defer sp.p.wmu.Unlock()
+	return sp.p.write(b, dl, sp.closed)
+}
+
+// SetWriteDeadline is applied to each Write (the link sets it before each).
+func (sp *sessionPort) SetWriteDeadline(t time.Time) error {
+	sp.dlmu.Lock()
+	sp.deadline = t
+	sp.dlmu.Unlock()
+	return nil
+}
+
+func (sp *sessionPort) Close() error {
+	sp.once.Do(func() {
+		close(sp.closed)
+		sp.p.wmu.Lock()
+		if sp.p.cur == sp {
+			sp.p.cur = nil
+		}
+		sp.p.wmu.Unlock()
+	})
+	return nil
+}
+
+// serialTr is a serial device: a pty with a stable symlink, and the link
+// layer with the Device role on the master.
+type serialTr struct {
+	d        *Device
+	s        *Sim
+	linkPath string
+	kick     chan struct{}
+
+	mu         sync.Mutex
+	pty        *ptyPair
+	plugged    bool
+	want       bool
+	holdUntil  time.Time
+	lnk        *link.Link
+	cancelSess context.CancelFunc
+	banner     bool // print the boot banner before the next hello
+	plugs      uint64
+
+	cur      atomic.Pointer[link.Link] // the session's link, for malformed
+	envDataN atomic.Uint64             // link DataOut+1 at the last envelope injection (0: none)
+}
+
+// malformed picks the bytes of a malformed injection: an invalid envelope in
+// a seq-0 DATA frame unless the last injection was one and the device has
+// sent no DATA frame since (the bridge would take it as a duplicate).
+func (t *serialTr) malformed(rng *rand.Rand) (string, []byte) {
+	var out uint64
+	if l := t.cur.Load(); l != nil {
+		out = l.Stats().DataOut + 1
+	}
+	envelope := out == 0 || t.envDataN.Load() != out
+	name, b := malformedSerial(rng, envelope)
+	if strings.HasPrefix(name, "frame:") {
+		t.envDataN.Store(out)
+	}
+	return name, b
+}
+
+func newSerialTr(d *Device) *serialTr {
+	return &serialTr{d: d, s: d.s, linkPath: filepath.Join(d.s.sc.PtyDir, d.spec.Link),
+		kick: make(chan struct{}, 1), want: true, banner: true}
+}
+
+func (t *serialTr) where() (bool, string, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := ""
+	if t.pty != nil {
+		p = t.pty.path
+	}
+	return t.plugged, t.linkPath, p
+}
+
+func (t *serialTr) poke() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// start plugs the device in (synchronously, so that the pty path is known
+// when Start returns) and starts the session supervisor.
+func (t *serialTr) start(ctx context.Context) error {
+	if err := t.plug(); err != nil {
+		return err
+	}
+	t.s.goSafe(t.d.spec.ID+" serial", func() { t.run(ctx) })
+	return nil
+}
+
+// plug creates a new pty and points the symlink at it.
+func (t *serialTr) plug() error {
+	p, err := openPty(t.d.spec.Baud)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.d.spec.ID, err)
+	}
+	return t.plugPty(p)
+}
+
+// plugPty points the symlink at p and makes it the device's port.
+func (t *serialTr) plugPty(p *ptyPair) error {
+	if err := repoint(t.linkPath, p.path); err != nil {
+		p.close()
+		return fmt.Errorf("%s: %w", t.d.spec.ID, err)
+	}
+	t.mu.Lock()
+	if t.s.isClosed() {
+		t.mu.Unlock()
+		p.close()
+		_ = removeLinkIf(t.linkPath, p.path)
+		return errClosed
+	}
+	t.pty = p
+	t.plugged = true
+	t.plugs++
+	t.holdUntil = time.Now().Add(DefaultBootDelay)
+	t.mu.Unlock()
+	t.s.goSafe(t.d.spec.ID+" pty reader", p.reader)
+	t.s.logf("%s serial port %s -> %s", t.d.spec.ID, t.linkPath, p.path)
+	t.poke()
+	return nil
+}
+
+// repoint makes link a symlink to target atomically (symlink to a
+// temporary name, then rename over link).
+func repoint(linkPath, target string) error {
+	if fi, err := os.Lstat(linkPath); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("%s exists and is not a symlink; not replacing it", linkPath)
+	}
+	tmp := filepath.Join(filepath.Dir(linkPath), "."+filepath.Base(linkPath)+".tmp"+strconv.Itoa(os.Getpid())+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, linkPath); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// removeLinkIf removes link if it still points to target.
+func removeLinkIf(linkPath, target string) error {
+	if cur, err := os.Readlink(linkPath); err == nil && cur == target {
+		return os.Remove(linkPath)
+	}
+	return nil
+}
+
+func (t *serialTr) unplug() error {
+	t.mu.Lock()
+	if !t.plugged {
+		t.mu.Unlock()
+		return fmt.Errorf("%s is not plugged in", t.d.spec.ID)
+	}
+	p := t.pty
+	t.pty, t.plugged = nil, false
+	if t.cancelSess != nil {
+		t.cancelSess()
+	}
+	t.mu.Unlock()
+	p.close() // the bridge's reads now fail with EIO
+	_ = removeLinkIf(t.linkPath, p.path)
+	t.d.setOnline(false)
+	t.s.logf("%s unplugged (%s closed, %s removed)", t.d.spec.ID, p.path, t.linkPath)
+	if t.d.spec.UnplugPowersOff {
+		t.d.mu.Lock()
+		t.d.powerOffLocked()
+		t.d.mu.Unlock()
+	}
+	return nil
+}
+
+func (t *serialTr) replug() error {
+	if t.s.isClosed() {
+		return errClosed
+	}
+	// The new pty is opened before the old one is closed, so that it gets
+	// another /dev/pts number (after a separate Unplug the number may be
+	// reused, as a real ttyUSB0 would be).
+	p, err := openPty(t.d.spec.Baud)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.d.spec.ID, err)
+	}
+	t.mu.Lock()
+	plugged := t.plugged
+	t.mu.Unlock()
+	if plugged {
+		if err := t.unplug(); err != nil {
+			p.close()
+			return err
+		}
+	}
+	if t.d.spec.UnplugPowersOff {
+		t.d.mu.Lock()
+		t.d.powerOffLocked()
+		t.d.powerOnLocked()
+		t.d.mu.Unlock()
+		t.mu.Lock()
+		t.banner = true
+		t.mu.Unlock()
+	}
+	return t.plugPty(p)
+}
+
+func (t *serialTr) goOffline() {
+	t.mu.Lock()
+	t.want = false
+	if t.cancelSess != nil {
+		t.cancelSess()
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
+func (t *serialTr) goOnline() {
+	t.mu.Lock()
+	t.want = true
+	t.mu.Unlock()
+	t.poke()
+}
+
+func (t *serialTr) reboot() {
+	t.mu.Lock()
+	t.holdUntil = time.Now().Add(DefaultBootDelay)
+	t.banner = true
+	if t.cancelSess != nil {
+		t.cancelSess()
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
+func (t *serialTr) close() {
+	t.mu.Lock()
+	p := t.pty
+	t.pty, t.plugged = nil, false
+	if t.cancelSess != nil {
+		t.cancelSess()
+	}
+	t.mu.Unlock()
+	if p != nil {
+		p.close()
+		_ = removeLinkIf(t.linkPath, p.path)
+	}
+}
+
+func (t *serialTr) sleep(ctx context.Context, d time.Duration) {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.kick:
+	case <-tm.C:
+	}
+}
+
+// run starts a link session whenever the device is plugged in and wants to
+// be online, after its boot delay.
+func (t *serialTr) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		t.mu.Lock()
+		ready := t.plugged && t.want && t.pty != nil
+		hold := time.Until(t.holdUntil)
+		t.mu.Unlock()
+		if !ready {
+			t.sleep(ctx, time.Hour)
+			continue
+		}
+		if hold > 0 {
+			t.sleep(ctx, hold)
+			continue
+		}
+		err := t.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			t.s.logf("%s serial link: %v", t.d.spec.ID, err)
+			t.sleep(ctx, 200*time.Millisecond)
+		}
+	}
+}
+
+func (t *serialTr) session(ctx context.Context) error {
+	d := t.d
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t.mu.Lock()
+	p := t.pty
+	if p == nil || !t.plugged || !t.want {
+		t.mu.Unlock()
+		return nil
+	}
+	t.cancelSess = cancel
+	banner := t.banner
+	t.banner = false
+	t.mu.Unlock()
+	banner = banner && d.Faults().BootBanner // d.mu is never taken under t.mu
+	defer func() {
+		t.mu.Lock()
+		t.lnk, t.cancelSess = nil, nil
+		t.mu.Unlock()
+		d.setOnline(false)
+	}()
+
+	port := p.newSession()
+	p.flushInput()
+	if banner {
+		_ = p.writeRaw(bootBanner(d.spec.ID, d.Boot()))
+	}
+	_ = p.writeRaw([]byte{0}) // end any partial frame in the bridge's buffer (§7.2)
+
+	wt := link.DefaultWriteTimeout
+	if b := d.spec.Baud; b > 0 {
+		wt = max(wt, time.Duration(2*wire.MaxFrameEncoded*10)*time.Second/time.Duration(b))
+	}
+	l := link.New(port, link.Options{
+		Role:         link.Device,
+		Hello:        d.hello(),
+		Baud:         d.spec.Baud,
+		WriteTimeout: wt,
+		Logf:         func(f string, a ...any) { t.s.logf(d.spec.ID+" "+f, a...) },
+		OnEnvelope:   t.onEnvelope,
+		OnUp:         func(*wire.Hello) { d.setOnline(true) },
+		OnDown: func(reason error) {
+			d.setOnline(false)
+			t.s.logf("%s link down: %v", d.spec.ID, reason)
+		},
+		OnDrop: func(reason error) {
+			var de *link.DropError
+			if errors.As(reason, &de) && (de.Reason == link.DropStale || de.Reason == link.DropNotUp) {
+				return
+			}
+			d.badInput("%v", reason)
+		},
+	})
+	t.mu.Lock()
+	t.lnk = l
+	t.mu.Unlock()
+	t.cur.Store(l)
+	t.envDataN.Store(0)
+	defer t.cur.CompareAndSwap(l, nil)
+	err := l.Run(sctx)
+	if sctx.Err() != nil {
+		return nil // stopped on purpose (offline, reboot, unplug, Close)
+	}
+	return err
+}
+
+func (t *serialTr) onEnvelope(env *wire.Envelope) {
+	if env.Kind != wire.KindCommand {
+		t.d.badInput("%s envelope from the bridge", env.Kind)
+		return
+	}
+	if dev := env.Command.Device; dev != "" && dev != t.d.spec.ID {
+		t.d.badInput("command #%d names device %q", env.Command.ID, dev)
+		return
+	}
+	t.d.onCommand(env.Command)
+}
+
+func (t *serialTr) deliver(ctx context.Context, m outMsg) error {
+	t.mu.Lock()
+	p, l := t.pty, t.lnk
+	t.mu.Unlock()
+	if m.raw != nil {
+		if p == nil {
+			return errOffline
+		}
+		return p.writeRaw(m.raw)
+	}
+	if l == nil || !l.Up() {
+		return errOffline
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return l.Send(sctx, m.env)
+}
