@@ -65,7 +65,7 @@ func (c *core) devicesText(user string, now time.Time) string {
 		}
 		fmt.Fprintf(&b, "%s — %s, %s", d.Address, d.Profile.Name, onlineWord(st.online))
 		if !st.lastSeen.IsZero() {
-			fmt.Fprintf(&b, ", last seen %s ago", humanDuration(now.Sub(st.lastSeen).Truncate(time.Second)))
+			fmt.Fprintf(&b, ", last seen %s", ago(now.Sub(st.lastSeen)))
 		}
 		fmt.Fprintf(&b, " (%s)\n", strings.ToLower(role.String()))
 	}

@@ -183,7 +183,7 @@ func (c *core) statusText(st *devState, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s is %s", st.cfg.Address, onlineWord(st.online))
 	if !st.lastSeen.IsZero() {
-		fmt.Fprintf(&b, ", last seen %s ago", humanDuration(now.Sub(st.lastSeen).Truncate(time.Second)))
+		fmt.Fprintf(&b, ", last seen %s", ago(now.Sub(st.lastSeen)))
 	} else {
 		b.WriteString(", never seen")
 	}
@@ -192,7 +192,7 @@ func (c *core) statusText(st *devState, now time.Time) string {
 	}
 	b.WriteString(".")
 	if len(st.latest) > 0 {
-		fmt.Fprintf(&b, " %s (%s ago).", st.cfg.Profile.RenderTelemetry(st.latest), humanDuration(now.Sub(st.latestAt).Truncate(time.Second)))
+		fmt.Fprintf(&b, " %s (%s).", st.cfg.Profile.RenderTelemetry(st.latest), ago(now.Sub(st.latestAt)))
 	}
 	if n := len(st.inflight); n > 0 {
 		fmt.Fprintf(&b, " %d running.", n)

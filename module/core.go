@@ -833,6 +833,14 @@ func (h *cmdHeap) Pop() any {
 	return c
 }
 
+// ago says how long ago something happened: "just now", "12 s ago".
+func ago(d time.Duration) string {
+	if d < time.Second {
+		return "just now"
+	}
+	return humanDuration(d.Truncate(time.Second)) + " ago"
+}
+
 // humanDuration prints durations the way people write them: 10 min, 30 s, 2 h.
 func humanDuration(d time.Duration) string {
 	switch {
