@@ -1,11 +1,14 @@
 package module
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
+	"github.com/mesibo-iot/mesibo-iot/transports/memory"
 )
 
 func contains(t *testing.T, got, want string) {
@@ -320,4 +323,63 @@ func TestReloadGoodAndBad(t *testing.T) {
 	contains(t, r.text, "devices.yaml:")
 	contains(t, e.reply(e.say("dave", "robot1", "stop")).text, "stop: done")
 	contains(t, e.reply(e.say("bob", "iot", "reload")).text, "Only an admin")
+}
+
+func TestOneCommandAtATimeInOrder(t *testing.T) {
+	e := newEnv(t) // the rover profile has max_in_flight 1
+	dev := e.mem.Device("rover-1")
+	dev.SetOnline(true, "test")
+	var mu sync.Mutex
+	var got []string
+	var at []time.Time
+	dev.SetDelay(60 * time.Millisecond)
+	dev.SetHandler(func(c *wire.Command) []wire.Reply {
+		mu.Lock()
+		got = append(got, fmt.Sprint(c.Args["angle"]))
+		at = append(at, time.Now())
+		mu.Unlock()
+		return memory.Done(c)
+	})
+	ids := []uint64{e.say("bob", "robot1", "turn 10deg"), e.say("bob", "robot1", "turn 20deg"), e.say("bob", "robot1", "turn 30deg")}
+	for _, id := range ids {
+		contains(t, e.reply(id).text, "turn: done")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, ",") != "10,20,30" {
+		t.Fatalf("order %v", got)
+	}
+	for i := 1; i < len(at); i++ {
+		// the next command leaves only after the previous one's two delayed replies
+		if gap := at[i].Sub(at[i-1]); gap < 100*time.Millisecond {
+			t.Fatalf("command %d sent %v after the previous one: the window of 1 was not kept", i+1, gap)
+		}
+	}
+}
+
+func TestStandingSubscription(t *testing.T) {
+	e := newEnv(t)
+	dev := e.mem.Device("env-1")
+	dev.SetOnline(true, "test")
+	dev.Telemetry(map[string]any{"humidity": 50.0})
+	dev.Telemetry(map[string]any{"humidity": 95.0})
+	a := e.waitMsg("dora's alert", func(s sentMsg) bool { return s.p.To == "dora" })
+	contains(t, a.text, "env1 alert: humidity > 90")
+	if a.p.Expiry == 0 {
+		t.Fatal("alert without expiry")
+	}
+}
+
+func TestReloadOnFileChange(t *testing.T) {
+	e := newEnv(t, ConfigItem{"reload_interval", "200ms"})
+	e.mem.Device("rover-1").SetOnline(true, "test")
+	contains(t, e.reply(e.say("dave", "robot1", "stop")).text, "not allowed")
+	path := e.m.cfg.DevicesFile
+	writeFile(t, path, strings.Replace(readFile(t, path), "operators: [bob], viewers: [carol]}", "operators: [bob, dave], viewers: [carol]}", 1))
+	e.waitUntil("the reload", func() bool { return strings.Contains(e.host.logText(), "reloaded") })
+	contains(t, e.reply(e.say("dave", "robot1", "stop")).text, "stop: done")
+	// a broken file changes nothing and says why in the log
+	writeFile(t, path, "devices: [")
+	e.waitUntil("the refusal", func() bool { return strings.Contains(e.host.logText(), "reload refused, nothing changed") })
+	contains(t, e.reply(e.say("dave", "robot1", "stop")).text, "stop: done")
 }

@@ -69,6 +69,8 @@ devices:
   - {address: env1, id: env-1, profile: envsensor, transport: memory, owners: [alice], viewers: ["*"]}
 groups:
   - {name: rovers, group_id: 4001, members: [robot1, robot2]}
+subscriptions:
+  - {user: dora, device: env1, when: humidity > 90}
 `
 
 func profilesDir(t *testing.T) string {
@@ -90,9 +92,11 @@ func newEnv(t *testing.T, extra ...ConfigItem) *env {
 	host := &fakeHost{}
 	items := []ConfigItem{
 		{"devices", path}, {"metrics_listen", "off"}, {"admins", "root"}, {"log_level", "debug"},
-		{"reload_interval", "off"},
 	}
 	items = append(items, extra...)
+	if !hasItem(items, "reload_interval") {
+		items = append(items, ConfigItem{"reload_interval", "off"})
+	}
 	m, err := New(items, host, Options{Transports: map[string]transports.Transport{"memory": mem}})
 	if err != nil {
 		t.Fatal(err)
@@ -180,4 +184,13 @@ func (e *env) settle() {
 	done := make(chan struct{})
 	e.m.events <- event{kind: evLogin, p: Params{From: "__settle"}, online: false, done: done}
 	<-done
+}
+
+func hasItem(items []ConfigItem, name string) bool {
+	for _, it := range items {
+		if it.Name == name {
+			return true
+		}
+	}
+	return false
 }
