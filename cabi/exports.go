@@ -3,8 +3,8 @@
 // per-revision callbacks; this file holds the Go side of each crossing.
 //
 // Rules kept here: every export recovers panics and returns a safe value
-// (PASS for traffic); C never holds a Go pointer (the instance is a
-// cgo.Handle); host buffers are copied before a callback returns (the module
+// (PASS for traffic); C never holds a Go pointer (the instance is a slot
+// number in a fixed table, see register); host buffers are copied before a callback returns (the module
 // package clones what it keeps); host functions are called through the C
 // trampolines iot_send and iot_log.
 package main
@@ -20,9 +20,11 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"runtime/cgo"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/mesibo-iot/mesibo-iot/module"
@@ -76,15 +78,47 @@ func cstr(p *C.char, n C.uint64_t) string {
 	return unsafe.String((*byte)(unsafe.Pointer(p)), int(n))
 }
 
+// maxInstances bounds how many instances may be loaded at once (mesibo
+// loads a module once per declaration in mesibo.conf).
+const maxInstances = 64
+
+// instances holds the loaded instances. C keeps slot+1 in mod->ctx: a
+// plain number, so C never holds a Go pointer, and a lookup on the hot path
+// is one atomic load (a cgo.Handle lookup costs a hash-trie walk, about a
+// quarter of the PASS path).
+var (
+	instances  [maxInstances]atomic.Pointer[instance]
+	instanceMu sync.Mutex // serialises register and unregister
+)
+
+// register puts i in a free slot and returns slot+1, or 0 when every slot
+// is taken.
+func register(i *instance) uintptr {
+	instanceMu.Lock()
+	defer instanceMu.Unlock()
+	for k := range instances {
+		if instances[k].Load() == nil {
+			instances[k].Store(i)
+			return uintptr(k + 1)
+		}
+	}
+	return 0
+}
+
+func unregister(h C.uintptr_t) {
+	if h == 0 || h > maxInstances {
+		return
+	}
+	instanceMu.Lock()
+	instances[h-1].Store(nil)
+	instanceMu.Unlock()
+}
+
 func lookup(h C.uintptr_t) *instance {
-	if h == 0 {
+	if h == 0 || h > maxInstances {
 		return nil
 	}
-	v, ok := cgo.Handle(h).Value().(*instance)
-	if !ok {
-		return nil
-	}
-	return v
+	return instances[h-1].Load()
 }
 
 // recovered logs a panic that reached an export.
@@ -117,8 +151,14 @@ func mesibo_iot_go_init(rev C.int, inst *C.iot_instance_t, n C.int64_t, names, v
 		host.Log(module.LevelError, "iot: refusing to load: "+err.Error()+explain(err))
 		return 0
 	}
+	slot := register(&instance{inst: inst, mod: m})
+	if slot == 0 {
+		_ = m.Close()
+		host.Log(module.LevelError, fmt.Sprintf("iot: refusing to load: %d instances are loaded already, the most one process takes", maxInstances))
+		return 0
+	}
 	host.Log(module.LevelInfo, fmt.Sprintf("iot: loaded (ABI revision %s)", revName(int(rev))))
-	return C.uintptr_t(cgo.NewHandle(&instance{inst: inst, mod: m}))
+	return C.uintptr_t(slot)
 }
 
 func explain(err error) string {
@@ -140,12 +180,22 @@ func revName(rev int) string {
 	return "unknown"
 }
 
+// mesibo_iot_go_on_message is on_message for every revision. Messages that
+// are not for the module (almost all of them) PASS on the first lines:
+// Module.Passes reads an immutable table, cannot panic on any input and
+// does not allocate; only a message for the bridge, a device or a device
+// group pays for the recover and for building Params.
+//
 //export mesibo_iot_go_on_message
-func mesibo_iot_go_on_message(h C.uintptr_t, p *C.iot_params_t, msg *C.char, n C.uint64_t) (res C.int64_t) {
+func mesibo_iot_go_on_message(h C.uintptr_t, p *C.iot_params_t, msg *C.char, n C.uint64_t) C.int64_t {
 	i := lookup(h)
-	if i == nil || p == nil {
+	if i == nil || p == nil || i.mod.Passes(cstr(p.to, p.tolen), uint64(p.groupid)) {
 		return C.int64_t(module.Pass)
 	}
+	return onMessage(i, p, msg, n)
+}
+
+func onMessage(i *instance, p *C.iot_params_t, msg *C.char, n C.uint64_t) (res C.int64_t) {
 	defer func() {
 		if r := recover(); r != nil {
 			recovered(i.inst, "on_message", r)
@@ -206,7 +256,7 @@ func mesibo_iot_go_cleanup(h C.uintptr_t) (res C.int64_t) {
 	if i == nil {
 		return 0
 	}
-	cgo.Handle(h).Delete()
+	unregister(h)
 	defer func() {
 		if r := recover(); r != nil {
 			recovered(i.inst, "cleanup", r)
@@ -230,4 +280,31 @@ func mesibo_module_debug_allocs() (n C.uint64_t) {
 	defer func() { _ = recover() }()
 	metrics.Read(allocSample)
 	return C.uint64_t(allocSample[0].Value.Uint64())
+}
+
+var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+
+// mesibo_module_debug_goroutines returns the number of goroutines in the
+// process's Go runtime (every Go module of the process shares it).
+// mesibo-host's `debug` command prints it; the soak test compares it before
+// and after load.
+//
+//export mesibo_module_debug_goroutines
+func mesibo_module_debug_goroutines() (n C.uint64_t) {
+	defer func() { _ = recover() }()
+	return C.uint64_t(runtime.NumGoroutine())
+}
+
+// mesibo_module_debug_heap_bytes runs a garbage collection and returns the
+// bytes of live heap objects (runtime/metrics
+// /memory/classes/heap/objects:bytes). A debugging aid: the collection
+// stops the world for a moment, so do not call it on a hot path.
+// mesibo-host's `debug` command prints it.
+//
+//export mesibo_module_debug_heap_bytes
+func mesibo_module_debug_heap_bytes() (n C.uint64_t) {
+	defer func() { _ = recover() }()
+	runtime.GC()
+	metrics.Read(heapSample)
+	return C.uint64_t(heapSample[0].Value.Uint64())
 }

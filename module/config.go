@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mesibo-iot/mesibo-iot/devices"
 )
 
 // ConfigItem is one `key = value` line of the module's block in mesibo.conf.
@@ -275,21 +277,8 @@ func parseLevel(v string) (Level, error) {
 	return 0, errors.New("must be error, warn, info or debug")
 }
 
-func validAddress(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '_' || c == '-' || c == '.' || c == '@':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validAddress: the same rule as addresses in devices.yaml.
+func validAddress(s string) bool { return devices.ValidAddress(s) }
 
 // ConfigKey describes one mesibo.conf key.
 type ConfigKey struct {

@@ -281,7 +281,10 @@ func (c *core) onStatus(p *Params) {
 		return
 	}
 	c.m.logf(LevelDebug, "iot: message %d (%s) to %s: %s", p.ID, s.kind, s.to, name)
-	if p.Status == StatusRead || p.Status >= StatusFail {
+	// The module asks for delivery receipts only (never READRECEIPT), so
+	// nothing follows DELIVERED: forget the message then, or the map would
+	// only shrink at its bound.
+	if p.Status == StatusDelivered || p.Status == StatusRead || p.Status >= StatusFail {
 		delete(c.sent, p.ID)
 	}
 }
@@ -401,7 +404,7 @@ func (c *core) submit(st *devState, req *Params, inv *schema.Invocation, text st
 	heap.Push(&c.timers, cmd)
 	st.queue = append(st.queue, cmd)
 	c.m.metrics.commandsAccepted.WithLabelValues(st.cfg.Profile.Name).Inc()
-	c.m.logf(LevelInfo, "iot: command %d %q from %s to %s accepted (ttl %s)", cmd.id, inv.Verb, req.From, st.cfg.Address, shortDuration(ttl))
+	c.m.logf(LevelInfo, "iot: command %d %q from %s to %s accepted (ttl %s, key %s)", cmd.id, inv.Verb, req.From, st.cfg.Address, shortDuration(ttl), cmd.key)
 	if !st.online && g == nil {
 		c.progress(cmd, fmt.Sprintf("%s is offline; %s is queued and runs when it is back (expires in %s).", st.cfg.Address, inv.Verb, humanDuration(ttl)), true)
 	}

@@ -23,6 +23,7 @@ type metrics struct {
 	inflight          prometheus.Gauge
 	commandsOpen      prometheus.Gauge
 	coreQueue         prometheus.Gauge
+	coreQueueMax      prometheus.Gauge
 	queueDropped      *prometheus.CounterVec
 	telemetryIn       *prometheus.CounterVec
 	telemetryOut      prometheus.Counter
@@ -60,6 +61,7 @@ func newMetrics() *metrics {
 	m.inflight = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesibo_iot_commands_inflight", Help: "Commands handed to links and not finished."})
 	m.commandsOpen = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesibo_iot_commands_open", Help: "Accepted commands not finished (queued and in flight)."})
 	m.coreQueue = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesibo_iot_core_queue_depth", Help: "Events waiting for the core goroutine."})
+	m.coreQueueMax = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesibo_iot_core_queue_depth_max", Help: "Largest number of events seen waiting for the core goroutine since the module started."})
 	m.queueDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mesibo_iot_core_queue_dropped_total", Help: "Events dropped because the core queue was full."}, []string{"kind"})
 	m.telemetryIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mesibo_iot_telemetry_received_total", Help: "Telemetry messages received from devices."}, []string{"transport"})
 	m.telemetryOut = prometheus.NewCounter(prometheus.CounterOpts{Name: "mesibo_iot_telemetry_sent_total", Help: "Telemetry messages sent to watchers."})
@@ -84,7 +86,7 @@ func newMetrics() *metrics {
 	m.stalePresence = prometheus.NewCounter(prometheus.CounterOpts{Name: "mesibo_iot_stale_presence_total", Help: "Presence events older than the latest seen, ignored."})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mesibo_iot_reloads_total", Help: "Devices file reloads by result."}, []string{"result"})
 	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mesibo_iot_panics_recovered_total", Help: "Panics recovered, by where."}, []string{"where"})
-	for _, c := range []prometheus.Collector{m.commands, m.commandsAccepted, m.latency, m.callback, m.inflight, m.commandsOpen, m.coreQueue, m.queueDropped,
+	for _, c := range []prometheus.Collector{m.commands, m.commandsAccepted, m.latency, m.callback, m.inflight, m.commandsOpen, m.coreQueue, m.coreQueueMax, m.queueDropped,
 		m.telemetryIn, m.telemetryOut, m.telemetryHeld, m.telemetryDropped, m.decodeErrors, m.linkUp, m.devicesOnline, m.devicesRegistered,
 		m.usersOnline, m.watchers, m.alerts, m.messagesOut, m.sendErrors, m.messageStatus, m.duplicates, m.denied, m.rateLimited,
 		m.resends, m.strayReplies, m.spoofed, m.stalePresence, m.reloads, m.panics} {

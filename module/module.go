@@ -48,6 +48,7 @@ type routes struct {
 	bridge  string
 	devices map[string]*devices.Device
 	groups  map[uint64]*devices.Group
+	filter  addrFilter // the device addresses: most misses end here, before the map
 }
 
 // Module is one instance of mesibo-iot. mesibo may load the module twice with
@@ -160,12 +161,15 @@ func checkBridgeAddress(bridge string, devs *devices.Config) error {
 
 func buildRoutes(bridge string, devs *devices.Config) *routes {
 	r := &routes{bridge: bridge, devices: make(map[string]*devices.Device, len(devs.Devices)), groups: make(map[uint64]*devices.Group, len(devs.Groups))}
+	addrs := make([]string, 0, len(devs.Devices))
 	for _, d := range devs.Devices {
 		r.devices[d.Address] = d
+		addrs = append(addrs, d.Address)
 	}
 	for _, g := range devs.Groups {
 		r.groups[g.GroupID] = g
 	}
+	r.filter = newAddrFilter(addrs)
 	return r
 }
 
@@ -218,17 +222,31 @@ func (m *Module) fault(point string) {
 // OnMessage is mesibo's on_message. It returns Pass for traffic that is not
 // for the bridge, a device or a device group, without allocating.
 func (m *Module) OnMessage(p *Params, body []byte) Result {
-	r := m.routes.Load()
-	if p.GroupID != 0 {
-		if _, ok := r.groups[p.GroupID]; !ok {
-			return Pass
-		}
-	} else if p.To != r.bridge {
-		if _, ok := r.devices[p.To]; !ok {
-			return Pass
-		}
+	if m.Passes(p.To, p.GroupID) {
+		return Pass
 	}
 	return m.accept(p, body)
+}
+
+// Passes reports whether a message to `to` (group message: groupID != 0)
+// is not for the bridge, a device or a device group, i.e. whether
+// OnMessage would return Pass at once. It reads the immutable routing
+// table without a lock and never allocates; the C ABI calls it before it
+// builds anything for OnMessage.
+func (m *Module) Passes(to string, groupID uint64) bool {
+	r := m.routes.Load()
+	if groupID != 0 {
+		_, ok := r.groups[groupID]
+		return !ok
+	}
+	if to == r.bridge {
+		return false
+	}
+	if !r.filter.mayContain(to) {
+		return true
+	}
+	_, ok := r.devices[to]
+	return !ok
 }
 
 // accept is the slow path: the message is ours.
@@ -297,11 +315,16 @@ func (m *Module) run() {
 	defer m.wg.Done()
 	tick := time.NewTicker(m.cfg.Tick)
 	defer tick.Stop()
+	queueMax := 0
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case ev := <-m.events:
+			if n := len(m.events) + 1; n > queueMax { // the depth just before this event was taken
+				queueMax = n
+				m.metrics.coreQueueMax.Set(float64(n))
+			}
 			m.safely("worker", func() { m.core.handle(ev) })
 			if ev.done != nil {
 				close(ev.done)

@@ -766,6 +766,41 @@ static allocs_fn module_allocs(void)
 	return NULL;
 }
 
+/* debug: for each loaded module that exports mesibo_module_debug_goroutines
+ * or mesibo_module_debug_heap_bytes (Go modules do; each Go module has its own
+ * runtime), one line "debug <module> goroutines=<n>|na heap_bytes=<n>|na";
+ * "debug none" when no module exports either. Called from the main loop, so
+ * no callback runs at the same time. */
+typedef uint64_t (*debug_fn)(void);
+
+static void cmd_debug(void)
+{
+	int n = atomic_load(&g_nmods), shown = 0;
+	for (int i = 0; i < n; i++) {
+		if (!g_mods[i].handle || atomic_load(&g_mods[i].state) != MOD_ACTIVE)
+			continue;
+		debug_fn gr = (debug_fn)dlsym(g_mods[i].handle, "mesibo_module_debug_goroutines");
+		debug_fn hb = (debug_fn)dlsym(g_mods[i].handle, "mesibo_module_debug_heap_bytes");
+		if (!gr && !hb)
+			continue;
+		sb_t s = {0};
+		sb_add(&s, "debug ", 6);
+		sb_field(&s, g_mods[i].name);
+		if (gr)
+			sb_printf(&s, " goroutines=%ju", (uintmax_t)gr());
+		else
+			sb_add(&s, " goroutines=na", 14);
+		if (hb)
+			sb_printf(&s, " heap_bytes=%ju", (uintmax_t)hb());
+		else
+			sb_add(&s, " heap_bytes=na", 14);
+		out_emit(&s);
+		shown++;
+	}
+	if (!shown)
+		out_line("debug none");
+}
+
 /* bench <n> <from> <to> -- <text>: calls the module chain's on_message n
  * times with one message (a fresh id each time) and reports the time per
  * message, measured here around the calls only; nothing is delivered or
@@ -1018,6 +1053,11 @@ static void exec_line(char *line)
 			sb_esc(&s, tok[1], strlen(tok[1]), 1);
 			out_emit(&s);
 		}
+	} else if (!strcmp(c, "debug")) {
+		if (nt != 1)
+			out_line("error usage: debug");
+		else
+			cmd_debug();
 	} else if (!strcmp(c, "sleep")) {
 		out_line("error usage: sleep <ms> (0..600000)"); /* valid ones never reach here */
 	} else if (!strcmp(c, "quit")) {

@@ -359,6 +359,14 @@ func (h *Host) Stderr() string {
 	return h.stderr.String()
 }
 
+// Pid returns the host's process id (0 if it did not start).
+func (h *Host) Pid() int {
+	if h.cmd == nil || h.cmd.Process == nil {
+		return 0
+	}
+	return h.cmd.Process.Pid
+}
+
 // Alive reports whether the process is still running.
 func (h *Host) Alive() bool {
 	select {
