@@ -7,9 +7,10 @@ export MESIBO_IOT_BUILD := $(BUILD)
 GOFILES := $(shell find . -name '*.go' -not -path './build/*' 2>/dev/null)
 CSRC := $(wildcard cabi/*.c cabi/*.h cabi/host/*.c cabi/host/*.h cabi/filter/*.c)
 TEST_TIMEOUT ?= 20m
-FUZZTIME ?= 60s
+FUZZTIME ?= 5m
+SOAK ?= 5m
 
-.PHONY: help prereq module host test lint gotest demo chat bench bench-short fuzz soak clean
+.PHONY: help prereq module host test lint gotest demo chat bench bench-short fuzz soak sanitize clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,13 +50,22 @@ demo: module host ## run the scripted demo on embedded defaults
 chat: module host ## the demo's setup, interactively
 	$(GO) run ./firmware-sim/cmd/demo --interactive
 
-bench: module host ## run every benchmark with its baseline; writes docs/benchmarks.md
-	$(GO) test -run '^$$' -bench . -benchmem ./codecs/... ./module/...
+bench: module host ## every benchmark with its baseline, in one run; writes docs/benchmarks.md and docs/bench/
+	$(GO) run ./firmware-sim/cmd/benchrun -doc docs/benchmarks.md
 
-bench-short: module host ## a quick subset of the benchmarks
-	$(GO) test -run '^$$' -bench . -benchtime 200ms -benchmem ./codecs/...
+bench-short: module host ## the quick version (under 2 minutes); writes build/bench-short.md
+	$(GO) run ./firmware-sim/cmd/benchrun -short -doc $(BUILD)/bench-short.md
 
-fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
+soak: module host ## load with faults for SOAK (default 5m) and the audit; figures in the test output
+	MESIBO_IOT_SOAK=$(SOAK) $(GO) test -race -count=1 -run '^TestSoak$$' -timeout 60m -v ./cabi/itest/
+
+sanitize: module host ## the C side under AddressSanitizer/UBSan and valgrind
+	@bash .ci/prereq --with-sanitize
+	bash .ci/sanitize
+
+fuzz: ## run every fuzz target (Go and the C mesibo.conf parser) for FUZZTIME (default 5m) each
+	@bash .ci/prereq --with-fuzz
+	bash cabi/host/fuzz/run.sh $(FUZZTIME)
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \

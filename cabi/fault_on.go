@@ -3,32 +3,49 @@
 package main
 
 import (
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mesibo-iot/mesibo-iot/module"
 )
 
-// faultOptions takes the test-only key `fault_inject = point[,point...]` out
-// of the configuration and returns options that panic at those points
-// (init, on_message, on_message_status, on_login, worker, cleanup, ...).
+// faultOptions takes the test-only key `fault_inject = point[:n][,point[:n]...]`
+// out of the configuration and returns options that panic at those points
+// (init, on_message, on_message_status, on_login, worker, timers, cleanup,
+// sender, watcher, reload, metrics, mqtt.supervisor, mqtt.handler,
+// mqtt.worker, mqtt.maintain, serial.worker, serial.callback, serial.reader,
+// serial.writer): every time, or the first n times only (so a test can see
+// the goroutine work again after the panic).
 func faultOptions(items []module.ConfigItem) ([]module.ConfigItem, module.Options) {
-	var points map[string]bool
+	var mu sync.Mutex
+	var left map[string]int // remaining panics; -1 = always
 	kept := items[:0:0]
 	for _, it := range items {
 		if strings.TrimSpace(it.Name) == "fault_inject" {
-			points = map[string]bool{}
+			left = map[string]int{}
 			for _, p := range strings.Split(it.Value, ",") {
-				points[strings.TrimSpace(p)] = true
+				name, n, ok := strings.Cut(strings.TrimSpace(p), ":")
+				left[name] = -1
+				if k, err := strconv.Atoi(n); ok && err == nil && k > 0 {
+					left[name] = k
+				}
 			}
 			continue
 		}
 		kept = append(kept, it)
 	}
-	if points == nil {
+	if left == nil {
 		return kept, module.Options{}
 	}
 	return kept, module.Options{Fault: func(point string) {
-		if points[point] {
+		mu.Lock()
+		n, ok := left[point]
+		if ok && n > 0 {
+			left[point] = n - 1
+		}
+		mu.Unlock()
+		if ok && n != 0 {
 			panic("injected fault at " + point)
 		}
 	}}

@@ -5,8 +5,8 @@
  * revisions apart at init, installs the right callbacks, translates each
  * revision's params/user structs into iot_params_t before calling Go, and
  * builds the revision's params struct when Go sends. Go never sees a mesibo
- * struct and C never holds a Go pointer: the instance is a cgo.Handle value
- * kept in mod->ctx.
+ * struct and C never holds a Go pointer: the instance is a slot number in
+ * the Go side's instance table (1..64), kept in mod->ctx.
  */
 #ifndef MESIBO_IOT_TRAMPOLINE_H
 #define MESIBO_IOT_TRAMPOLINE_H
@@ -22,7 +22,7 @@ typedef struct iot_instance {
 	void *mod;       /* the host's module struct, of revision rev */
 	void *msg_fn;    /* r2019/r2020: host's exported mesibo_message */
 	void *log_fn;    /* r2019/r2020: host's exported mesibo_log */
-	uintptr_t handle; /* cgo.Handle of the Go instance; 0 before init completes */
+	uintptr_t handle; /* the Go instance's slot number (exports.go); 0 before init completes */
 } iot_instance_t;
 
 /* Message parameters in one neutral form. Strings belong to the host and are

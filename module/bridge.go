@@ -1,6 +1,7 @@
 package module
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -76,12 +77,18 @@ func (c *core) devicesText(user string, now time.Time) string {
 }
 
 // loadAndPost loads the devices file off the core goroutine and posts the
-// result; req is the admin who asked, nil for a file change.
+// result; req is the admin who asked, nil for a file change. A panic while
+// loading is logged and posted as a refused reload, so the admin is answered.
 func (m *Module) loadAndPost(req *Params) {
-	devs, err := devices.Load(m.cfg.DevicesFile)
-	if err == nil {
-		err = checkBridgeAddress(m.cfg.Address, devs)
-	}
+	var devs *devices.Config
+	err := errors.New("internal error (recovered panic while loading the devices file)")
+	m.safely("reload", func() {
+		m.fault("reload")
+		devs, err = devices.Load(m.cfg.DevicesFile)
+		if err == nil {
+			err = checkBridgeAddress(m.cfg.Address, devs)
+		}
+	})
 	m.postWait(event{kind: evReload, devs: devs, reloadBy: req, reloadErr: err})
 }
 

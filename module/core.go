@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mesibo-iot/mesibo-iot/codecs/schema"
@@ -49,6 +50,9 @@ type command struct {
 	deadline time.Time
 	ttl      time.Duration
 	sentAt   time.Time
+	tried    bool         // handed to the link at least once: the device may have it
+	boot     uint64       // the device's boot counter when first handed to the link (0 unknown)
+	stop     *atomic.Bool // set when the command ends: the sender skips it
 	group    *groupRun
 	wire     *wire.Command
 	hidx     int // index in the timer heap
@@ -61,6 +65,7 @@ type devState struct {
 	online    bool
 	presSeq   uint64
 	presKnown bool
+	boot      uint64 // last boot counter the device reported (0 unknown)
 	lastSeen  time.Time
 	reason    string
 	firmware  string
@@ -77,6 +82,7 @@ type devState struct {
 
 type sendJob struct {
 	cmdID    uint64
+	stop     *atomic.Bool
 	devID    string
 	cmd      *wire.Command
 	deadline time.Time
@@ -177,11 +183,15 @@ func (c *core) apply(devs *devices.Config) {
 			c.finish(cmd, stRejected, fmt.Sprintf("%s was removed from the configuration; command cancelled", addr), nil)
 		}
 	}
-	// standing subscriptions from the file replace the previous ones
+	// standing subscriptions from the file replace the previous ones, and a
+	// watch ends when the new lists no longer make its user a viewer
 	for _, st := range c.byAddr {
 		for u, w := range st.watchers {
 			if w.standing {
 				delete(st.watchers, u)
+			} else if c.role(st, u) < devices.RoleViewer {
+				delete(st.watchers, u)
+				c.m.logf(LevelInfo, "iot: %s may no longer view %s; their watch ended", u, st.cfg.Address)
 			}
 		}
 	}
@@ -388,6 +398,7 @@ func (c *core) submit(st *devState, req *Params, inv *schema.Invocation, text st
 		deadline: now.Add(ttl),
 		ttl:      ttl,
 		group:    g,
+		stop:     new(atomic.Bool),
 	}
 	if g != nil {
 		cmd.key += "/" + st.cfg.Address
@@ -440,11 +451,14 @@ func (c *core) dispatch(st *devState, cmd *command) bool {
 		q := st.sendq
 		c.m.goSafe("sender", func() { c.m.sender(q) })
 	}
-	job := sendJob{cmdID: cmd.id, devID: st.cfg.ID, cmd: cmd.wire, deadline: cmd.deadline, tr: st.tr}
+	job := sendJob{cmdID: cmd.id, stop: cmd.stop, devID: st.cfg.ID, cmd: cmd.wire, deadline: cmd.deadline, tr: st.tr}
 	select {
 	case st.sendq <- job:
 	default:
 		return false
+	}
+	if !cmd.tried {
+		cmd.tried, cmd.boot = true, st.boot
 	}
 	cmd.state = stSending
 	st.inflight[cmd.id] = cmd
@@ -453,23 +467,31 @@ func (c *core) dispatch(st *devState, cmd *command) bool {
 }
 
 // sender is a device's sender goroutine: it calls Transport.Send in order so
-// the core never waits on the network.
+// the core never waits on the network. Every job it takes gets a send
+// result, a failure if the send panicked (so that its command still ends),
+// except jobs of commands that have ended meanwhile, which it skips.
 func (m *Module) sender(q chan sendJob) {
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case job := <-q:
+			if job.stop.Load() {
+				continue
+			}
+			err := errSendPanicked
 			m.safely("sender", func() {
 				m.fault("sender")
 				ctx, cancel := context.WithDeadline(m.ctx, job.deadline)
-				err := job.tr.Send(ctx, job.devID, job.cmd)
-				cancel()
-				m.postWait(event{kind: evSendResult, cmdID: job.cmdID, err: err, at: m.now()})
+				defer cancel()
+				err = job.tr.Send(ctx, job.devID, job.cmd)
 			})
+			m.postWait(event{kind: evSendResult, cmdID: job.cmdID, err: err, at: m.now()})
 		}
 	}
 }
+
+var errSendPanicked = errors.New("internal error (recovered panic while sending)")
 
 func (c *core) onSendResult(id uint64, err error, now time.Time) {
 	cmd, ok := c.cmds[id]
@@ -477,6 +499,12 @@ func (c *core) onSendResult(id uint64, err error, now time.Time) {
 		return
 	}
 	st := cmd.dev
+	if cmd.boot != 0 && st.boot != cmd.boot {
+		// the device restarted since the command was first handed to the
+		// link: it may have run it before it lost its state
+		c.finish(cmd, stFailed, lostText(st, cmd), nil)
+		return
+	}
 	switch {
 	case err == nil:
 		if cmd.state == stSending {
@@ -570,6 +598,7 @@ func (c *core) finish(cmd *command, state cmdState, text string, r *wire.Reply) 
 		c.removeQueued(st, cmd)
 	}
 	cmd.state = state
+	cmd.stop.Store(true)
 	delete(c.cmds, cmd.id)
 	if cmd.hidx >= 0 && cmd.hidx < len(c.timers) && c.timers[cmd.hidx] == cmd {
 		heap.Remove(&c.timers, cmd.hidx)
@@ -694,6 +723,13 @@ func (c *core) onPresence(devID string, p transports.Presence, now time.Time) {
 	}
 	st.presKnown = true
 	st.presSeq = p.Seq
+	if p.Online && p.Boot != 0 {
+		old := st.boot
+		st.boot = p.Boot
+		if old != 0 && old != p.Boot {
+			c.restarted(st, old)
+		}
+	}
 	if p.Firmware != "" {
 		st.firmware = p.Firmware
 	}
@@ -720,6 +756,26 @@ func (c *core) onPresence(devID string, p transports.Presence, now time.Time) {
 		c.resend(st, now)
 		c.pump(st, now)
 	}
+}
+
+// restarted: the device came back with another boot counter, so it lost its
+// state, its idempotency cache included (docs/protocol.md §8.1). A command
+// handed to the link before may have run, or not: sending it again could run
+// it twice, so it ends failed, "may or may not have run" (at most once).
+// Commands never handed to the link are sent as usual.
+func (c *core) restarted(st *devState, oldBoot uint64) {
+	n := 0
+	for _, cmd := range c.openCommands(st) {
+		if cmd.tried && cmd.boot != st.boot {
+			c.finish(cmd, stFailed, lostText(st, cmd), nil)
+			n++
+		}
+	}
+	c.m.logf(LevelInfo, "iot: %s restarted (boot %d, was %d); %d unfinished commands reported lost", st.cfg.Address, st.boot, oldBoot, n)
+}
+
+func lostText(st *devState, cmd *command) string {
+	return fmt.Sprintf("%s restarted while %s was pending; it may or may not have run. Send it again if it is still needed.", st.cfg.Address, cmd.inv.Verb)
 }
 
 // resend gives the device again every command it may have lost (sent or

@@ -2,8 +2,12 @@ package module
 
 import (
 	"context"
+	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,24 +119,54 @@ type metricsServer struct {
 	done chan struct{}
 }
 
-func startMetrics(ctx context.Context, addr string, m *metrics) (*metricsServer, error) {
+// startMetrics serves /metrics on addr. A panic in a request (fault point
+// "metrics") or in the server is recovered and logged; net/http's own errors
+// go to mesibo's log too (never to stderr).
+func startMetrics(ctx context.Context, addr string, m *metrics, logf func(Level, string), fault func(string)) (*metricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Timeout: 5 * time.Second, MaxRequestsInFlight: 4})
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Timeout: 5 * time.Second, MaxRequestsInFlight: 4}))
+	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				m.panics.WithLabelValues("metrics").Inc()
+				logf(LevelError, fmt.Sprintf("iot: recovered panic in metrics: %v\n%s", p, debug.Stack()))
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		if fault != nil {
+			fault("metrics")
+		}
+		h.ServeHTTP(w, r)
+	}))
 	s := &metricsServer{ln: ln, done: make(chan struct{}), srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          log.New(logWriter(func(s string) { logf(LevelWarn, "iot: metrics: "+s) }), "", 0),
 	}}
 	go func() {
 		defer close(s.done)
-		defer func() { _ = recover() }()
+		defer func() {
+			if r := recover(); r != nil {
+				m.panics.WithLabelValues("metrics").Inc()
+				logf(LevelError, fmt.Sprintf("iot: recovered panic in the metrics server (the endpoint is down): %v\n%s", r, debug.Stack()))
+			}
+		}()
 		_ = s.srv.Serve(ln)
 	}()
 	return s, nil
+}
+
+// logWriter adapts a log function to the io.Writer of a log.Logger.
+type logWriter func(string)
+
+func (f logWriter) Write(p []byte) (int, error) {
+	f(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // Addr is the address the endpoint listens on.

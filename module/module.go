@@ -48,7 +48,7 @@ type routes struct {
 	bridge  string
 	devices map[string]*devices.Device
 	groups  map[uint64]*devices.Group
-	filter  addrFilter // the device addresses: most misses end here, before the map
+	filter  addrFilter // the bridge's and the devices' addresses: most misses end here
 }
 
 // Module is one instance of mesibo-iot. mesibo may load the module twice with
@@ -126,7 +126,8 @@ func New(items []ConfigItem, host Host, opts Options) (*Module, error) {
 		return nil, err
 	}
 	if cfg.MetricsListen != "" {
-		srv, err := startMetrics(m.ctx, cfg.MetricsListen, m.metrics)
+		srv, err := startMetrics(m.ctx, cfg.MetricsListen, m.metrics,
+			func(l Level, s string) { m.logf(l, "%s", s) }, opts.Fault)
 		if err != nil {
 			m.logf(LevelWarn, "iot: metrics endpoint disabled: %v (set metrics_listen to a free address, or off)", err)
 		} else {
@@ -161,7 +162,8 @@ func checkBridgeAddress(bridge string, devs *devices.Config) error {
 
 func buildRoutes(bridge string, devs *devices.Config) *routes {
 	r := &routes{bridge: bridge, devices: make(map[string]*devices.Device, len(devs.Devices)), groups: make(map[uint64]*devices.Group, len(devs.Groups))}
-	addrs := make([]string, 0, len(devs.Devices))
+	addrs := make([]string, 0, len(devs.Devices)+1)
+	addrs = append(addrs, bridge)
 	for _, d := range devs.Devices {
 		r.devices[d.Address] = d
 		addrs = append(addrs, d.Address)
@@ -239,11 +241,11 @@ func (m *Module) Passes(to string, groupID uint64) bool {
 		_, ok := r.groups[groupID]
 		return !ok
 	}
+	if !r.filter.mayContain(to) { // the bridge's address is in it too
+		return true
+	}
 	if to == r.bridge {
 		return false
-	}
-	if !r.filter.mayContain(to) {
-		return true
 	}
 	_, ok := r.devices[to]
 	return !ok

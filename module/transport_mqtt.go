@@ -9,12 +9,13 @@ import (
 
 // The MQTT transport, built from the mqtt_* keys of mesibo.conf.
 func init() {
-	transportFactories["mqtt"] = func(cfg Config, logf func(Level, string)) (transports.Transport, error) {
+	transportFactories["mqtt"] = func(cfg Config, logf func(Level, string), fault func(string)) (transports.Transport, error) {
 		opts, err := mqtt.OptionsFromConfig(cfg.Transport)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
 		opts.Logf = func(level int, msg string) { logf(Level(level), "iot: "+msg) }
+		opts.Fault = fault
 		t, err := mqtt.New(opts)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)

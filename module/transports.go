@@ -9,7 +9,9 @@ import (
 )
 
 // TransportFactory builds a transport from the module's configuration.
-type TransportFactory func(cfg Config, logf func(Level, string)) (transports.Transport, error)
+// fault is Options.Fault (nil in production): the transport calls it at its
+// named points so tests can inject panics into its goroutines.
+type TransportFactory func(cfg Config, logf func(Level, string), fault func(string)) (transports.Transport, error)
 
 // transportFactories holds the transports the module can build, by the name
 // devices.yaml uses. Filled by the transport_*.go files of this package.
@@ -35,7 +37,7 @@ func (m *Module) transportFor(kind string) (transports.Transport, error) {
 		sort.Strings(known)
 		return nil, fmt.Errorf("%w: transport %q is not built in; available: %v", ErrConfig, kind, known)
 	}
-	return f(m.cfg, func(l Level, s string) { m.logf(l, "%s", s) })
+	return f(m.cfg, func(l Level, s string) { m.logf(l, "%s", s) }, m.opts.Fault)
 }
 
 func kindsOf(devs *devices.Config) []string {

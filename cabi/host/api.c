@@ -79,7 +79,9 @@ static mesibo_int_t host_send(int idx, const void *params, const char *message, 
 	params_from_module(params, &np, &to, &from);
 	if (!to || !from)
 		return -1;
+	uint64_t t = host_now_ns();
 	hmsg_t *m = xcalloc(1, sizeof *m);
+	m->t_ns = t;
 	m->mod = idx;
 	m->p = np;
 	m->to = xstrdup(to);

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../mesibo_revisions.h"
 #include "../module.h"
@@ -50,6 +51,7 @@ typedef struct hmsg {
 	char *data;
 	size_t len;
 	uint64_t deadline_ms; /* monotonic, when queued */
+	uint64_t t_ns;        /* module messages: CLOCK_MONOTONIC ns of the send_message call */
 } hmsg_t;
 
 typedef struct http_req http_req_t;
@@ -76,6 +78,15 @@ extern _Atomic int g_nmods;
 extern int g_abi;
 extern uint64_t g_loglevel;
 extern int g_interactive;
+extern int g_stamp;
+
+/* CLOCK_MONOTONIC in nanoseconds */
+static inline uint64_t host_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* util */
 void *xmalloc(size_t n);

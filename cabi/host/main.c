@@ -36,6 +36,7 @@ _Atomic int g_nmods;
 int g_abi = ABI_DOC;
 uint64_t g_loglevel = 2;
 int g_interactive;
+int g_stamp; /* --stamp: monotonic timestamps on decision and send lines */
 
 static const char *abi_names[] = {"doc", "r2019", "r2020"};
 
@@ -545,8 +546,10 @@ static void route_user_message(hmsg_t *m)
 		if (!mod_active(i))
 			continue;
 		int rc = 0;
+		uint64_t t0 = g_stamp ? host_now_ns() : 0;
 		if (!call_on_message(i, m, &rc))
 			continue;
+		uint64_t t1 = g_stamp ? host_now_ns() : 0;
 		sb_t s = {0};
 		sb_add(&s, "decision ", 9);
 		sb_field(&s, g_mods[i].name);
@@ -556,6 +559,8 @@ static void route_user_message(hmsg_t *m)
 		sb_field(&s, m->to);
 		sb_add(&s, " result=", 8);
 		sb_result(&s, rc);
+		if (g_stamp)
+			sb_printf(&s, " t=%ju dt=%ju", (uintmax_t)t0, (uintmax_t)(t1 - t0));
 		out_emit(&s);
 		if (rc == MESIBO_RESULT_CONSUMED) {
 			hmsg_free(m);
@@ -577,6 +582,8 @@ static void handle_send(hmsg_t *m)
 	sb_add(&s, " to=", 4);
 	sb_field(&s, m->to);
 	sb_printf(&s, " id=%ju", (uintmax_t)m->p.id);
+	if (g_stamp)
+		sb_printf(&s, " t=%ju", (uintmax_t)m->t_ns);
 	sb_msgfields(&s, m);
 	out_emit(&s);
 	dispatch(m);
@@ -801,15 +808,70 @@ static void cmd_debug(void)
 		out_line("debug none");
 }
 
-/* bench <n> <from> <to> -- <text>: calls the module chain's on_message n
- * times with one message (a fresh id each time) and reports the time per
- * message, measured here around the calls only; nothing is delivered or
- * printed per message. */
+/* bench <n> <from> <to> [options] -- <text>: calls the module chain's
+ * on_message n times with one message (a fresh id each time) and reports the
+ * time per message, measured here around the calls only; nothing is
+ * delivered or printed per message. Options:
+ *   lat       time every call on its own and print percentiles
+ *   rate=R    pace the calls at R per second (the waits are not timed)
+ *   nfrom=K   the sender of call k (from 0) is <from><k mod K + 1>
+ *   nto=K     the recipient of call k is <to><k mod K + 1>
+ *   id0=N     message ids are N+1, N+2, ... (default 1, 2, ...) */
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static char **bench_names(const char *base, uint64_t k)
+{
+	char **v = xcalloc(k, sizeof *v);
+	size_t bl = strlen(base);
+	for (uint64_t i = 0; i < k; i++) {
+		v[i] = xmalloc(bl + 24);
+		snprintf(v[i], bl + 24, "%s%ju", base, (uintmax_t)(i + 1));
+	}
+	return v;
+}
+
+static void bench_free_names(char **v, uint64_t k)
+{
+	for (uint64_t i = 0; v && i < k; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void sleep_until_ns(uint64_t t)
+{
+	struct timespec ts = {(time_t)(t / 1000000000u), (long)(t % 1000000000u)};
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
 static void cmd_bench(char **tok, int nt, char *text, size_t tlen)
 {
-	uint64_t n;
-	if (nt != 4 || parse_u64(tok[1], &n) < 0 || n == 0 || n > 100000000u) {
-		out_line("error usage: bench <n 1..1e8> <from> <to> -- <text>");
+	uint64_t n, nfrom = 0, nto = 0, id0 = 0, rate = 0;
+	int lat = 0, bad = nt < 4 || parse_u64(tok[1], &n) < 0 || n == 0 || n > 100000000u;
+	for (int i = 4; i < nt && !bad; i++) {
+		char *eq = strchr(tok[i], '=');
+		uint64_t v = 0;
+		if (!strcmp(tok[i], "lat"))
+			lat = 1;
+		else if (!eq || parse_u64(eq + 1, &v) < 0)
+			bad = 1;
+		else if (!strncmp(tok[i], "nfrom=", 6) && v >= 1 && v <= 100000)
+			nfrom = v;
+		else if (!strncmp(tok[i], "nto=", 4) && v >= 1 && v <= 100000)
+			nto = v;
+		else if (!strncmp(tok[i], "id0=", 4) && v < UINT64_MAX - n)
+			id0 = v;
+		else if (!strncmp(tok[i], "rate=", 5) && v >= 1 && v <= 100000000u)
+			rate = v;
+		else
+			bad = 1;
+	}
+	if (bad) {
+		out_line("error usage: bench <n 1..1e8> <from> <to> [lat] [rate=R] [nfrom=K] [nto=K] [id0=N] -- <text>");
 		return;
 	}
 	size_t len = text_unescape(text, tlen);
@@ -818,13 +880,25 @@ static void cmd_bench(char **tok, int nt, char *text, size_t tlen)
 	memset(&np, 0, sizeof np);
 	pbuf_t pb;
 	params_fill(&pb, &np, tok[3], tok[2]);
+	char **froms = nfrom ? bench_names(tok[2], nfrom) : NULL;
+	char **tos = nto ? bench_names(tok[3], nto) : NULL;
+	uint64_t *lats = lat ? xcalloc(n, sizeof *lats) : NULL;
+	int timed_each = lat || rate;
+	uint64_t gap = rate ? 1000000000u / rate : 0, busy = 0;
 	int nm = atomic_load(&g_nmods);
 	uint64_t pass = 0, consumed = 0;
 	allocs_fn allocs = module_allocs();
 	uint64_t a0 = allocs ? allocs() : 0;
 	uint64_t t0 = now_ns();
 	for (uint64_t k = 0; k < n; k++) {
-		pb.d.id = pb.r19.id = pb.r20.id = k + 1;
+		pb.d.id = pb.r19.id = pb.r20.id = id0 + k + 1;
+		if (froms)
+			pb.d.from = pb.r19.from = pb.r20.from = froms[k % nfrom];
+		if (tos)
+			pb.d.to = pb.r19.to = pb.r20.to = tos[k % nto];
+		if (rate)
+			sleep_until_ns(t0 + k * gap);
+		uint64_t c0 = timed_each ? now_ns() : 0;
 		int rc = MESIBO_RESULT_PASS;
 		for (int i = 0; i < nm && rc != MESIBO_RESULT_CONSUMED; i++) {
 			if (!mod_active(i))
@@ -851,6 +925,12 @@ static void cmd_bench(char **tok, int nt, char *text, size_t tlen)
 			}
 			}
 		}
+		if (timed_each) {
+			uint64_t d = now_ns() - c0;
+			busy += d;
+			if (lats)
+				lats[k] = d;
+		}
 		if (rc == MESIBO_RESULT_CONSUMED)
 			consumed++;
 		else
@@ -859,13 +939,27 @@ static void cmd_bench(char **tok, int nt, char *text, size_t tlen)
 	uint64_t t1 = now_ns();
 	uint64_t a1 = allocs ? allocs() : 0;
 	free(buf);
+	bench_free_names(froms, nfrom);
+	bench_free_names(tos, nto);
+	double per = (double)(timed_each ? busy : t1 - t0) / (double)n;
+	sb_t s = {0};
+	sb_printf(&s, "bench n=%ju ns_per_msg=%.2f", (uintmax_t)n, per);
 	if (allocs)
-		out_line("bench n=%ju ns_per_msg=%.2f allocs_per_msg=%.4f pass=%ju consumed=%ju", (uintmax_t)n,
-		         (double)(t1 - t0) / (double)n, (double)(a1 - a0) / (double)n, (uintmax_t)pass,
-		         (uintmax_t)consumed);
+		sb_printf(&s, " allocs_per_msg=%.4f", (double)(a1 - a0) / (double)n);
 	else
-		out_line("bench n=%ju ns_per_msg=%.2f allocs_per_msg=na pass=%ju consumed=%ju", (uintmax_t)n,
-		         (double)(t1 - t0) / (double)n, (uintmax_t)pass, (uintmax_t)consumed);
+		sb_add(&s, " allocs_per_msg=na", 18);
+	sb_printf(&s, " pass=%ju consumed=%ju", (uintmax_t)pass, (uintmax_t)consumed);
+	if (lats) {
+		qsort(lats, n, sizeof *lats, cmp_u64);
+#define PCT(q) lats[(uint64_t)((double)(n - 1) * (q))]
+		sb_printf(&s, " p50_ns=%ju p90_ns=%ju p99_ns=%ju p999_ns=%ju max_ns=%ju", (uintmax_t)PCT(0.50),
+		          (uintmax_t)PCT(0.90), (uintmax_t)PCT(0.99), (uintmax_t)PCT(0.999), (uintmax_t)lats[n - 1]);
+#undef PCT
+		free(lats);
+	}
+	if (rate)
+		sb_printf(&s, " seconds=%.3f", (double)(t1 - t0) / 1e9);
+	out_emit(&s);
 }
 
 static void cmd_login(const char *user, int on)
@@ -1318,7 +1412,7 @@ static void usage(const char *msg)
 	if (msg)
 		fprintf(stderr, "mesibo-host: %s\n", msg);
 	fprintf(stderr, "usage: mesibo-host --conf FILE [--modules DIR] [--abi doc|r2019|r2020] "
-	                "[--log-level N] [--interactive]\n");
+	                "[--log-level N] [--interactive] [--stamp]\n");
 	exit(2);
 }
 
@@ -1375,6 +1469,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--interactive") && !v) {
 			g_interactive = 1;
+			continue;
+		}
+		if (!strcmp(a, "--stamp") && !v) {
+			g_stamp = 1;
 			continue;
 		}
 		if (!strcmp(a, "--help") || !strcmp(a, "-h"))

@@ -344,5 +344,27 @@ sync h
 	fi
 done
 
+# ---- bench options and --stamp (every revision) ----
+# matches NAME REGEX: some line of OUT matches
+matches() {
+	if grep -qE -- "$2" <<<"$OUT"; then ok "$1"; else bad "$1: no line matching '$2'" "$OUT"; fi
+}
+for abi in doc r2019 r2020; do
+	run "$abi" "$tmp/filter.conf" 'bench 4 alice bob lat nfrom=2 nto=2 id0=10 rate=2000 -- a darn word
+bench 3 alice bob -- clean
+bench 3 alice bob lat rate=0 -- x
+sync b
+'
+	matches "$abi bench lat rate: percentiles and seconds" '^bench n=4 ns_per_msg=[0-9.]+ allocs_per_msg=na pass=0 consumed=4 p50_ns=[0-9]+ p90_ns=[0-9]+ p99_ns=[0-9]+ p999_ns=[0-9]+ max_ns=[0-9]+ seconds=[0-9.]+$'
+	matches "$abi bench nfrom/nto/id0: second call from alice2 to bob2, id 12" '^send filter from=bob2 to=alice2 id=[0-9]+ refid=12 '
+	matches "$abi bench without options: the old line" '^bench n=3 ns_per_msg=[0-9.]+ allocs_per_msg=na pass=3 consumed=0$'
+	has "$abi bench: bad option" "error usage: bench <n 1..1e8> <from> <to> [lat] [rate=R] [nfrom=K] [nto=K] [id0=N] -- <text>"
+	run "$abi" "$tmp/filter.conf" 'msg alice bob 7 -- darn
+sync s
+' --stamp
+	matches "$abi --stamp: decision with t and dt" '^decision filter id=7 from=alice to=bob result=CONSUMED t=[0-9]+ dt=[0-9]+$'
+	matches "$abi --stamp: send with t" '^send filter from=bob to=alice id=[0-9]+ t=[0-9]+ refid=7 '
+done
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

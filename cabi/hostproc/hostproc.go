@@ -27,8 +27,13 @@ type Options struct {
 	ConfFile   string // or an existing file
 	LogLevel   int    // --log-level; 0 means 3 (everything)
 	Env        []string
+	Args       []string // more command-line arguments (e.g. --stamp)
 	// Echo, if set, receives every line the host prints (for transcripts).
 	Echo func(line string)
+	// Discard, if set, says which lines are not kept for WaitFor, Events
+	// and Transcript (Echo still gets them): benchmarks that print
+	// hundreds of thousands of lines keep only the few they wait for.
+	Discard func(line string) bool
 }
 
 // Event is one line the host printed.
@@ -93,6 +98,7 @@ func Start(ctx context.Context, o Options) (*Host, error) {
 		lvl = 3
 	}
 	args = append(args, "--log-level", strconv.Itoa(lvl))
+	args = append(args, o.Args...)
 	h.cmd = exec.Command(o.Binary, args...)
 	h.cmd.Env = append(os.Environ(), o.Env...)
 	h.cmd.Stderr = &lockedWriter{mu: &h.mu, b: &h.stderr}
@@ -107,7 +113,7 @@ func Start(ctx context.Context, o Options) (*Host, error) {
 	if err := h.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w (run `make host` first)", o.Binary, err)
 	}
-	go h.read(stdout, o.Echo)
+	go h.read(stdout, o.Echo, o.Discard)
 	if _, err := h.WaitFor(ctx, func(e Event) bool { return e.Kind == "ready" }); err != nil {
 		h.Kill()
 		return nil, fmt.Errorf("host did not get ready: %w; stderr: %s; output:\n%s", err, h.Stderr(), h.Transcript())
@@ -126,13 +132,16 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-func (h *Host) read(r io.Reader, echo func(string)) {
+func (h *Host) read(r io.Reader, echo func(string), discard func(string) bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
 	for sc.Scan() {
 		line := sc.Text()
 		if echo != nil {
 			echo(line)
+		}
+		if discard != nil && discard(line) {
+			continue
 		}
 		ev := Parse(line)
 		h.mu.Lock()

@@ -1,11 +1,17 @@
 package itest
 
 import (
+	"context"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mesibo-iot/mesibo-iot/cabi/hostproc"
+	"github.com/mesibo-iot/mesibo-iot/firmware-sim/sim"
+	"github.com/mesibo-iot/mesibo-iot/firmware-sim/stack"
 )
 
 // TestPanicsLeaveHostRunning loads the fault-injection build of the module
@@ -46,6 +52,127 @@ func TestPanicsLeaveHostRunning(t *testing.T) {
 					return e.Kind == "log" && strings.Contains(e.Text, "recovered panic in cleanup")
 				})
 				wait(t, h, "bye", func(e hostproc.Event) bool { return e.Kind == "bye" })
+			}
+		})
+	}
+}
+
+const faultDevices = `
+version: 1
+profiles: ["{{profiles}}/*.yaml"]
+devices:
+  - {address: robot1, id: rover-001, profile: rover, transport: mqtt, owners: [alice]}
+  - {address: relay1, id: relay-01, profile: relay, transport: serial, owners: [alice], serial: {path: "{{ptydir}}/relay-01"}}
+`
+
+// faultBuild is a directory with mesibo-host and the fault-injection build
+// of the module (build/fault/mesibo_mod_iot.so), for stack.Options.Build.
+func faultBuild(t *testing.T) string {
+	t.Helper()
+	dir := buildDir(t)
+	so := filepath.Join(dir, "fault", "mesibo_mod_iot.so")
+	if _, err := os.Stat(so); err != nil {
+		t.Fatalf("%s missing: build it with go build -tags faultinject -buildmode=c-shared -o %s ./cabi", so, so)
+	}
+	tmp := t.TempDir()
+	for name, target := range map[string]string{"mesibo-host": filepath.Join(dir, "mesibo-host"), "mesibo_mod_iot.so": so} {
+		if err := os.Symlink(target, filepath.Join(tmp, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tmp
+}
+
+// TestGoroutinePanicsLeaveHostRunning makes each goroutine the module starts
+// panic once (its own: sender, devices file watcher, reload, metrics
+// handler; the MQTT transport's: connection supervisor, paho's message
+// handler, inbound worker, maintenance; the serial transport's: port worker,
+// envelope callback, port reader and writer), with a device on each
+// transport: the panic is logged, the host keeps running, and the goroutine
+// (or its replacement) works again: commands to both devices are done.
+func TestGoroutinePanicsLeaveHostRunning(t *testing.T) {
+	build := faultBuild(t)
+	sc := sim.Scenario{Seed: 3, Devices: []sim.DeviceSpec{
+		{ID: "rover-001", Type: "rover", Transport: "mqtt", Armed: true, Telemetry: 500 * time.Millisecond},
+		{ID: "relay-01", Type: "relay", Transport: "serial", Telemetry: 500 * time.Millisecond},
+	}}
+	points := []string{"sender", "watcher", "reload", "metrics",
+		"mqtt.supervisor", "mqtt.handler", "mqtt.worker", "mqtt.maintain",
+		"serial.worker", "serial.callback", "serial.reader", "serial.writer"}
+	for _, point := range points {
+		t.Run(point, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			st, err := stack.Start(ctx, stack.Options{Build: build, Scenario: sc, Devices: faultDevices, LogLevel: 3,
+				Conf: []string{"fault_inject = " + point + ":1", "admins = alice", "log_level = info", "reload_interval = 300ms",
+					"serial_reconnect_max = 500ms", "command_ttl = 20s"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &conversation{t: t, st: st, h: st.Host, id: new(atomic.Uint64)}
+			c.id.Store(100)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("host transcript:\n%s\nstderr:\n%s", st.Host.Transcript(), st.Host.Stderr())
+				}
+				if err := st.Close(); err != nil {
+					t.Errorf("closing the stack: %v", err)
+				}
+			})
+			c.h.Login("alice")
+			logged := func(e hostproc.Event) bool {
+				return e.Kind == "log" && strings.Contains(e.Text, "panic") && strings.Contains(e.Text, "injected fault at "+point)
+			}
+			online := func(addr string) func(string) bool {
+				return func(s string) bool { return strings.Contains(s, addr+" (") && strings.Contains(s, ") is online") }
+			}
+			switch point {
+			case "sender":
+				c.waitLog("robot1 online", online("robot1"))
+				want(t, c.answer(c.say("alice", "robot1", "stop")), "could not be sent to robot1")
+			case "watcher":
+				c.wait("the panic", logged)
+				writeFile(t, st.DevicesFile, readFile(t, st.DevicesFile)+"# changed\n")
+				c.waitLog("the reload after the panic", func(s string) bool { return strings.Contains(s, "reloaded ") })
+			case "reload":
+				want(t, c.answer(c.say("alice", "iot", "reload")), "reload refused, nothing changed: internal error")
+				want(t, c.answer(c.say("alice", "iot", "reload")), "reloaded")
+			case "metrics":
+				mctx, mcancel := context.WithTimeout(ctx, 10*time.Second)
+				url, err := st.MetricsURL(mctx)
+				mcancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := scrape(url); err != nil {
+					t.Logf("first scrape (panics): %v", err)
+				}
+				c.wait("the panic", logged)
+				if ms, err := scrape(url); err != nil || sum(ms, "mesibo_iot_panics_recovered_total", `where="metrics"`) != 1 {
+					t.Fatalf("metrics after the panic: %v, panics %v", err, ms)
+				}
+			case "mqtt.handler", "mqtt.worker":
+				// the message that panicked may have been the rover's state:
+				// a reboot publishes a new one
+				c.wait("the panic", logged)
+				mark := c.h.Len()
+				if err := st.Sim.Device("rover-001").Reboot(); err != nil {
+					t.Fatal(err)
+				}
+				wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+				_, err := c.h.WaitForAfter(wctx, mark, func(e hostproc.Event) bool { return e.Kind == "log" && online("robot1")(e.Text) })
+				wcancel()
+				if err != nil {
+					t.Fatalf("robot1 online after its reboot: %v", err)
+				}
+			}
+			c.wait("the panic", logged)
+			c.waitLog("robot1 online", online("robot1"))
+			c.waitLog("relay1 online", online("relay1"))
+			want(t, c.answer(c.say("alice", "robot1", "stop")), "stop: done")
+			want(t, c.answer(c.say("alice", "relay1", "on 1")), "on: done")
+			if !c.h.Alive() {
+				t.Fatal("host died")
 			}
 		})
 	}

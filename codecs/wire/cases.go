@@ -220,10 +220,10 @@ var Cases = []Case{
 	// ---- valid envelopes a receiver must accept, not canonical ----
 	{
 		Name: "unknown-keys-ignored",
-		Description: "command-minimal plus key 13 (known, unused by commands), 20 (future), 99 with an array, " +
+		Description: "command-minimal plus key 13 (known, unused by commands), 21 (future), 99 with an array, " +
 			"-1 (vendor) with a map, and a text key: all ignored",
 		Kind: CaseEnvelope,
-		Bytes: hx("a9 00 01 01 01 02 01 04 64 70696e67 0d f5 14 66 667574757265 18 63 82 01 02" +
+		Bytes: hx("a9 00 01 01 01 02 01 04 64 70696e67 0d f5 15 66 667574757265 18 63 82 01 02" +
 			" 20 a1 61 78 01 64 6e6f7465 62 6869"),
 		Want: caseCmdMin, NonCanonical: true,
 	},

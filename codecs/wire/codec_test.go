@@ -149,7 +149,7 @@ func randEnvelope(r *rand.Rand, k Kind) *Envelope {
 			Firmware: randString(r, 8), Profile: randString(r, 8), ProfileVersion: randString(r, 3)}
 	case KindHello:
 		env.Hello = &Hello{Device: "d" + randString(r, 10), Firmware: randString(r, 8), Profile: randString(r, 8),
-			ProfileVersion: randString(r, 3), Boot: randU64(r), MaxFrame: uint32(randU64(r))}
+			ProfileVersion: randString(r, 3), Boot: randU64(r), MaxFrame: uint32(randU64(r)), Window: uint32(randU64(r))}
 	case KindHeartbeat:
 		env.Heartbeat = &Heartbeat{Device: randString(r, 10), Seq: randU64(r), Uptime: randU64(r)}
 	}
@@ -220,6 +220,7 @@ func generic(env *Envelope) map[uint64]any {
 		s(KeyProfileVersion, c.ProfileVersion)
 		u(KeyBoot, c.Boot)
 		u(KeyMaxFrame, uint64(c.MaxFrame))
+		u(KeyWindow, uint64(c.Window))
 	case env.Heartbeat != nil:
 		c := env.Heartbeat
 		u(KeyID, c.Seq)

@@ -35,6 +35,7 @@ type wireMsg struct {
 	Boot           uint64         `cbor:"17,keyasint"`
 	MaxFrame       uint32         `cbor:"18,keyasint"`
 	Uptime         uint64         `cbor:"19,keyasint"`
+	Window         uint32         `cbor:"20,keyasint"`
 }
 
 // wireHeader reads only the version and kind, to report ErrVersion rather
@@ -289,7 +290,7 @@ func (c *Codec) build(m *wireMsg) (*Envelope, error) {
 			e Envelope
 			v Hello
 		}{v: Hello{Device: m.Device, Firmware: m.Firmware, Profile: m.Profile,
-			ProfileVersion: m.ProfileVersion, Boot: m.Boot, MaxFrame: m.MaxFrame}}
+			ProfileVersion: m.ProfileVersion, Boot: m.Boot, MaxFrame: m.MaxFrame, Window: m.Window}}
 		p.e = Envelope{Kind: kind, Hello: &p.v}
 		return &p.e, nil
 	default: // KindHeartbeat

@@ -416,6 +416,7 @@ func (c *Codec) encode(dst []byte, env *Envelope) ([]byte, error) {
 		w.text(KeyProfileVersion, m.ProfileVersion)
 		w.uint(KeyBoot, m.Boot, false)
 		w.uint(KeyMaxFrame, uint64(m.MaxFrame), false)
+		w.uint(KeyWindow, uint64(m.Window), false)
 	case KindHeartbeat:
 		m := env.Heartbeat
 		w.uint(KeyID, m.Seq, false)

@@ -28,6 +28,7 @@ const (
 	KeyBoot           = 17 // uint: Hello.Boot
 	KeyMaxFrame       = 18 // uint (32-bit): Hello.MaxFrame
 	KeyUptime         = 19 // uint: Heartbeat.Uptime, ms
+	KeyWindow         = 20 // uint (32-bit): Hello.Window
 )
 
 var keyNames = [...]string{
@@ -51,6 +52,7 @@ var keyNames = [...]string{
 	KeyBoot:           "boot",
 	KeyMaxFrame:       "max frame",
 	KeyUptime:         "uptime",
+	KeyWindow:         "window",
 }
 
 func keyName(k int) string {

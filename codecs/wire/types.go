@@ -134,6 +134,10 @@ type Hello struct {
 	ProfileVersion string
 	Boot           uint64 // boot counter; a new value means state was lost
 	MaxFrame       uint32 // the largest frame payload (bytes) the device accepts, 0 = MaxFramePayload
+	// Window (serial): the device implements the windowed link rules of
+	// docs/protocol.md §8.6 and accepts up to this many DATA frames
+	// outstanding toward it. 0 = stop-and-wait (one frame, §8.2).
+	Window uint32
 }
 
 // Heartbeat keeps a link alive.

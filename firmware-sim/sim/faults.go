@@ -55,14 +55,17 @@ func rawFrame(h0 byte, seq uint16, payload []byte, badCRC bool) []byte {
 // malformedSerial returns bytes for a serial line that carry nothing the
 // bridge may take: mostly an invalid envelope (wire.Cases) in an intact DATA
 // frame, sometimes a frame with a bad CRC, version or type, or a torn frame.
-// Frames use seq 0, which the link never uses for DATA, so the bridge's
-// duplicate detection is not disturbed. Every frame starts after a 0x00.
+// Frames use the given seq: 0 on a stop-and-wait link, whose receiver takes
+// any seq but the last one's; on a windowed link (§8.6) one well ahead of the
+// device's next, which the in-order receiver drops as out of order, so the
+// bridge's sequence is not disturbed either way. Every frame starts after a
+// 0x00.
 //
-// A receiver takes an intact DATA frame with a bad envelope as delivered for
-// its duplicate detection (§8.4), so a second seq-0 envelope right after the
-// first would only be ACKed as a duplicate: with envelope false the
-// frame-level kinds are used.
-func malformedSerial(rng *rand.Rand, envelope bool) (string, []byte) {
+// A stop-and-wait receiver takes an intact DATA frame with a bad envelope as
+// delivered for its duplicate detection (§8.4), so a second seq-0 envelope
+// right after the first would only be ACKed as a duplicate: with envelope
+// false the frame-level kinds are used.
+func malformedSerial(rng *rand.Rand, envelope bool, seq uint16) (string, []byte) {
 	tel, _ := wire.MarshalTelemetry(&wire.Telemetry{Seq: 1, Values: map[string]any{"x": int64(1)}})
 	for range 16 {
 		var name string
@@ -74,15 +77,15 @@ func malformedSerial(rng *rand.Rand, envelope bool) (string, []byte) {
 		switch {
 		case k < 6:
 			n, p := malformedPayload(rng, wire.MaxFramePayload)
-			name, b = "frame:"+n, rawFrame(wire.FrameVersion<<4|byte(wire.FrameData), 0, p, false)
+			name, b = "frame:"+n, rawFrame(wire.FrameVersion<<4|byte(wire.FrameData), seq, p, false)
 		case k == 6:
-			name, b = "frame-bad-crc", rawFrame(wire.FrameVersion<<4|byte(wire.FrameData), 0, tel, true)
+			name, b = "frame-bad-crc", rawFrame(wire.FrameVersion<<4|byte(wire.FrameData), seq, tel, true)
 		case k == 7:
-			name, b = "frame-bad-version", rawFrame(2<<4|byte(wire.FrameData), 0, tel, false)
+			name, b = "frame-bad-version", rawFrame(2<<4|byte(wire.FrameData), seq, tel, false)
 		case k == 8:
-			name, b = "frame-bad-type", rawFrame(wire.FrameVersion<<4|0x0e, 0, tel, false)
+			name, b = "frame-bad-type", rawFrame(wire.FrameVersion<<4|0x0e, seq, tel, false)
 		default:
-			f := rawFrame(wire.FrameVersion<<4|byte(wire.FrameData), 0, tel, false)
+			f := rawFrame(wire.FrameVersion<<4|byte(wire.FrameData), seq, tel, false)
 			name, b = "frame-torn", append(f[:len(f)/2:len(f)/2], 0)
 		}
 		b = append([]byte{0}, b...)

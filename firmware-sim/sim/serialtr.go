@@ -32,10 +32,13 @@ type ptyPair struct {
 	path   string
 	baud   int
 
-	wmu  sync.Mutex
-	cur  *sessionPort // guarded by wmu
-	dead chan struct{}
-	once sync.Once
+	wmu      sync.Mutex
+	cur      *sessionPort // guarded by wmu
+	lineFree time.Time    // guarded by wmu: when the line to the bridge has carried what was written
+	inFree   time.Time    // reader only: when the line from the bridge has carried what was read
+	dead     chan struct{}
+	closing  chan struct{} // closed by close: stops a paced wait
+	once     sync.Once
 }
 
 func openPty(baud int) (*ptyPair, error) {
@@ -64,7 +67,7 @@ func openPty(baud int) (*ptyPair, error) {
 		s.Close()
 		return nil, fmt.Errorf("pty raw mode: %w", err)
 	}
-	return &ptyPair{master: master, slave: s, path: s.Name(), baud: baud, dead: make(chan struct{})}, nil
+	return &ptyPair{master: master, slave: s, path: s.Name(), baud: baud, dead: make(chan struct{}), closing: make(chan struct{})}, nil
 }
 
 // makeRaw sets the slave like cfmakeraw: no echo, no line editing, no
@@ -93,13 +96,55 @@ func (p *ptyPair) flushInput() {
 
 func (p *ptyPair) close() {
 	p.once.Do(func() {
+		close(p.closing)
 		_ = p.master.Close()
 		_ = p.slave.Close()
 	})
 }
 
+// lineTime is how long n bytes take on the line (10 bits a byte).
+func (p *ptyPair) lineTime(n int) time.Duration {
+	return time.Duration(n) * 10 * time.Second / time.Duration(p.baud)
+}
+
+// pace advances a line's schedule by n bytes and returns when they have
+// all gone through. The schedule is absolute, so a timer that fires late
+// does not slow the line; bytes that come within 2 ms of the line going
+// idle follow back to back, as from a UART's FIFO.
+func (p *ptyPair) pace(free *time.Time, n int) time.Time {
+	now := time.Now()
+	if free.Before(now.Add(-2 * time.Millisecond)) {
+		*free = now
+	}
+	*free = free.Add(p.lineTime(n))
+	return *free
+}
+
+// waitUntil sleeps until t; false if stop, the pty's end or its close came
+// first.
+func (p *ptyPair) waitUntil(t time.Time, stop <-chan struct{}) (bool, error) {
+	d := time.Until(t)
+	if d <= 0 {
+		return true, nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true, nil
+	case <-stop:
+		return false, io.ErrClosedPipe
+	case <-p.dead:
+		return false, os.ErrClosed
+	case <-p.closing:
+		return false, os.ErrClosed
+	}
+}
+
 // reader hands what the bridge writes to the current session; without one
-// the bytes are lost (the device is not listening).
+// the bytes are lost (the device is not listening). With a baud rate, each
+// chunk is handed over when the paced line would have delivered its last
+// byte.
 func (p *ptyPair) reader() {
 	defer close(p.dead)
 	buf := make([]byte, 4096)
@@ -107,6 +152,11 @@ func (p *ptyPair) reader() {
 		n, err := p.master.Read(buf)
 		if n > 0 {
 			chunk := append([]byte(nil), buf[:n]...)
+			if p.baud > 0 {
+				if ok, _ := p.waitUntil(p.pace(&p.inFree, n), nil); !ok {
+					return
+				}
+			}
 			p.wmu.Lock()
 			sp := p.cur
 			p.wmu.Unlock()
@@ -138,24 +188,20 @@ func (p *ptyPair) write(b []byte, deadline time.Time, stop <-chan struct{}) (int
 	if p.baud <= 0 {
 		return p.master.Write(b)
 	}
-	chunk := max(1, p.baud/10/100) // about 10 ms of line time per chunk
+	// Each chunk (at most about 10 ms of line time) reaches the bridge when
+	// the line would have carried its last byte: a frame arrives when it
+	// has been sent, not at once.
+	chunk := max(1, p.baud/10/100)
 	written := 0
 	for written < len(b) {
 		end := min(written+chunk, len(b))
+		if ok, err := p.waitUntil(p.pace(&p.lineFree, end-written), stop); !ok {
+			return written, err
+		}
 		n, err := p.master.Write(b[written:end])
 		written += n
 		if err != nil {
 			return written, err
-		}
-		t := time.NewTimer(time.Duration(n) * 10 * time.Second / time.Duration(p.baud))
-		select {
-		case <-t.C:
-		case <-stop:
-			t.Stop()
-			return written, io.ErrClosedPipe
-		case <-p.dead:
-			t.Stop()
-			return written, os.ErrClosed
 		}
 	}
 	return written, nil
@@ -262,16 +308,22 @@ type serialTr struct {
 	envDataN atomic.Uint64             // link DataOut+1 at the last envelope injection (0: none)
 }
 
-// malformed picks the bytes of a malformed injection: an invalid envelope in
-// a seq-0 DATA frame unless the last injection was one and the device has
-// sent no DATA frame since (the bridge would take it as a duplicate).
+// malformed picks the bytes of a malformed injection: on a stop-and-wait
+// link an invalid envelope in a seq-0 DATA frame unless the last injection
+// was one and the device has sent no DATA frame since (the bridge would
+// take it as a duplicate); on a windowed link (§8.6) any kind, with a seq
+// 32 ahead of the device's next, which the bridge drops as out of order.
 func (t *serialTr) malformed(rng *rand.Rand) (string, []byte) {
 	var out uint64
-	if l := t.cur.Load(); l != nil {
+	l := t.cur.Load()
+	if l != nil {
 		out = l.Stats().DataOut + 1
 	}
+	if l != nil && l.Windowed() {
+		return malformedSerial(rng, true, uint16(out+32))
+	}
 	envelope := out == 0 || t.envDataN.Load() != out
-	name, b := malformedSerial(rng, envelope)
+	name, b := malformedSerial(rng, envelope, 0)
 	if strings.HasPrefix(name, "frame:") {
 		t.envDataN.Store(out)
 	}
@@ -569,6 +621,21 @@ func (t *serialTr) session(ctx context.Context) error {
 	return err
 }
 
+// LinkStats returns the counters of a serial device's current link session
+// (what the device wrote and read, frames, retransmissions); false for an
+// MQTT device or when no session runs.
+func (d *Device) LinkStats() (link.Stats, bool) {
+	t, ok := d.tr.(*serialTr)
+	if !ok {
+		return link.Stats{}, false
+	}
+	l := t.cur.Load()
+	if l == nil {
+		return link.Stats{}, false
+	}
+	return l.Stats(), true
+}
+
 func (t *serialTr) onEnvelope(env *wire.Envelope) {
 	if env.Kind != wire.KindCommand {
 		t.d.badInput("%s envelope from the bridge", env.Kind)
@@ -596,5 +663,12 @@ func (t *serialTr) deliver(ctx context.Context, m outMsg) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if m.what == "telemetry" {
+		// telemetry does not wait for its ACK: the link keeps a window of
+		// frames on the line (docs/protocol.md §8.6) when the bridge takes
+		// one, so a device streaming telemetry uses the whole line
+		_, err := l.Queue(sctx, m.env)
+		return err
+	}
 	return l.Send(sctx, m.env)
 }

@@ -14,7 +14,7 @@ func TestInjectedBytesAreRefused(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	seen := map[string]bool{}
 	for i := 0; i < 2000; i++ {
-		name, b := malformedSerial(rng, i%2 == 0)
+		name, b := malformedSerial(rng, i%2 == 0, uint16(i%3*40))
 		seen[name] = true
 		if !refusedOnSerial(b) {
 			t.Fatalf("serial malformed %s is taken: %x", name, b)

@@ -33,7 +33,9 @@ type Options struct {
 	// Filter puts the filter module (blocked_words = FilterWords) first.
 	Filter      bool
 	FilterWords string
-	LogLevel    int // host --log-level (default 2)
+	LogLevel    int               // host --log-level (default 2)
+	HostArgs    []string          // more mesibo-host arguments (e.g. --stamp)
+	Discard     func(string) bool // host lines not kept (hostproc.Options.Discard)
 	Echo        func(line string)
 	SimLogf     func(format string, args ...any)
 	WorkDir     string // where devices.yaml and mesibo.conf are written (default: a temp dir, removed by Close)
@@ -167,7 +169,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	st.Host, err = hostproc.Start(ctx, hostproc.Options{
 		Binary: filepath.Join(o.Build, "mesibo-host"), ModulesDir: o.Build, ABI: o.ABI,
-		ConfFile: st.ConfFile, LogLevel: lvl, Echo: o.Echo,
+		ConfFile: st.ConfFile, LogLevel: lvl, Echo: o.Echo, Args: o.HostArgs, Discard: o.Discard,
 	})
 	if err != nil {
 		st.Close()

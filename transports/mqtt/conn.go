@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,12 +70,39 @@ func (b *backoff) next() time.Duration {
 func (b *backoff) reset() { b.cur = 0 }
 
 // supervise connects, keeps the connection, reconnects with backoff (capped
-// at 10 s) and says goodbye when Close is called.
+// at 10 s) and says goodbye when Close is called. A panic in it is logged,
+// the connection (if any) dropped, and it starts again a second later.
 func (t *Transport) supervise() {
 	defer close(t.supDone)
-	defer t.log.recoverLog("connection supervisor")
+	for !t.superviseSafe() {
+		if !t.sleep(time.Second) {
+			return
+		}
+	}
+}
+
+// superviseSafe runs the supervisor until Close; false if it panicked.
+func (t *Transport) superviseSafe() (stopped bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.printf(LevelError, "recovered panic in connection supervisor (restarting it): %v\n%s", r, debug.Stack())
+			t.mu.Lock()
+			cn := t.conn
+			t.conn = nil
+			t.mu.Unlock()
+			if cn != nil {
+				t.drop(cn)
+				t.link(false, "internal error in the connection supervisor; reconnecting")
+			}
+			stopped = false
+		}
+	}()
+	t.superviseLoop()
+	return true
+}
+
+func (t *Transport) superviseLoop() {
 	bo := backoff{min: 250 * time.Millisecond, max: 10 * time.Second}
-	var gen uint64
 	lastDetail := ""
 	for {
 		select {
@@ -82,8 +110,9 @@ func (t *Transport) supervise() {
 			return
 		default:
 		}
-		gen++
-		cn, err := t.connect(gen)
+		t.gen++ // connection generations stay unique across a restart after a panic
+		t.fault("mqtt.supervisor")
+		cn, err := t.connect(t.gen)
 		if errors.Is(err, errStopping) {
 			if cn != nil {
 				t.goodbye(cn)

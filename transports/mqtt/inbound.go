@@ -28,6 +28,7 @@ type inbound struct {
 // PUBACK: backpressure) or for Close.
 func (t *Transport) onMessage(_ paho.Client, m paho.Message) {
 	defer t.log.recoverLog("message handler")
+	t.fault("mqtt.handler")
 	kind, dev, bridge, ok := t.tp.parse(m.Topic())
 	if !ok {
 		t.log.printf(LevelDebug, "ignoring a message on %q", m.Topic())
@@ -74,6 +75,7 @@ func (t *Transport) worker(q chan inbound) {
 
 func (t *Transport) process(in inbound) {
 	defer t.log.recoverLog("processing " + in.kind.String())
+	t.fault("mqtt.worker")
 	switch in.kind {
 	case inReply:
 		env, err := t.decode(in, wire.KindReply)
@@ -171,6 +173,13 @@ func (t *Transport) presence(dev string, s *wire.State, retained bool) {
 	p := transports.Presence{
 		Online: s.Online, Seq: s.Seq, Firmware: s.Firmware, Profile: s.Profile,
 		ProfileVersion: s.ProfileVersion, Reason: reason, At: time.Now(),
+	}
+	if s.Online {
+		// docs/protocol.md §6.4: seq = boot counter << 32 | connection
+		// counter; a new boot counter tells the core the device lost its
+		// state (a device that numbers states by its clock changes it
+		// only every ~25 days)
+		p.Boot = s.Seq >> 32
 	}
 	t.callSink("Presence", func(sk transports.Sink) { sk.Presence(dev, p) })
 }

@@ -26,7 +26,10 @@ func (t *Transport) maintain() {
 		case <-retry.C:
 		}
 		ok := true
-		t.safely("publishing interest", func() { ok = t.syncInterest() })
+		t.safely("publishing interest", func() {
+			t.fault("mqtt.maintain")
+			ok = t.syncInterest()
+		})
 		if !ok {
 			retry.Reset(time.Second)
 		}

@@ -26,6 +26,13 @@ func (l logger) recoverLog(where string) {
 	}
 }
 
+// fault calls Options.Fault (tests inject panics there).
+func (t *Transport) fault(point string) {
+	if t.opts.Fault != nil {
+		t.opts.Fault(point)
+	}
+}
+
 // slogHandler routes mochi-mqtt's log/slog output to Logf. mochi's Info
 // lines (hooks added, clients connecting) become debug lines; its Debug
 // lines are discarded. Nothing is ever written to stdout or stderr.

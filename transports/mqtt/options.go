@@ -76,6 +76,12 @@ type Options struct {
 	// Logf receives the transport's log lines (0 error, 1 warn, 2 info,
 	// 3 debug). Nil discards them.
 	Logf func(level int, msg string)
+	// Fault, for tests only (nil in production), is called at named points
+	// of the transport's goroutines so that a test can make them panic:
+	// mqtt.supervisor (each connection attempt), mqtt.handler (paho's
+	// message callback), mqtt.worker (each inbound message), mqtt.maintain
+	// (each maintenance round).
+	Fault func(point string)
 }
 
 // configKey is one mqtt_* key of mesibo.conf.
@@ -396,11 +402,20 @@ func parseBrokerURL(s string) (string, error) {
 	return u.String(), nil
 }
 
-// redactURLs hides the password of any URL in s.
+// redactURLs hides the password of any URL in s. A value with an '@' that
+// does not parse as URLs (a password with a space, '/', ',' ...) is not
+// shown at all: no part of a password may reach a log line.
 func redactURLs(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || (u.User == nil && strings.Contains(p, "@")) {
+			return "(not shown: it holds an '@', perhaps a password)"
+		}
+		if u.User != nil {
 			parts[i] = u.Redacted()
 		}
 	}

@@ -76,7 +76,8 @@ type Transport struct {
 	dialCtx  context.Context
 	dialStop context.CancelFunc
 
-	crashForTest bool // Close without goodbye: the broker sends our last will
+	crashForTest bool   // Close without goodbye: the broker sends our last will
+	gen          uint64 // last connection generation (the supervisor's)
 }
 
 type bridgeInfo struct {

@@ -38,16 +38,34 @@ func BenchmarkTelemetryThroughput115200(b *testing.B) {
 	var payload int
 	b.ResetTimer()
 	start := time.Now()
+	// queued without waiting for each ACK: the link keeps its window of
+	// frames on the line (docs/protocol.md §8.6), as a streaming device does
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(b.N+100)*100*time.Millisecond)
+	defer cancel()
+	results := make(chan (<-chan error), 64)
+	errc := make(chan error, 1)
+	go func() {
+		var first error
+		for ch := range results {
+			if err := <-ch; err != nil && first == nil {
+				first = err
+			}
+		}
+		errc <- first
+	}()
 	for i := 0; i < b.N; i++ {
 		env := &wire.Envelope{Kind: wire.KindTelemetry, Telemetry: &wire.Telemetry{Device: "env-01", Seq: uint64(i + 1), TS: time.Now().UnixMilli(), Values: values}}
 		p, _ := wire.Marshal(env)
 		payload += len(p)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := dev.link.Send(ctx, env)
-		cancel()
+		ch, err := dev.link.Queue(ctx, env)
 		if err != nil {
 			b.Fatal(err)
 		}
+		results <- ch
+	}
+	close(results)
+	if err := <-errc; err != nil {
+		b.Fatal(err)
 	}
 	waitFor(b, 30*time.Second, "all telemetry delivered", func() bool {
 		sink.mu.Lock()

@@ -104,7 +104,10 @@ func (p *pacer) wait(n int) {
 		return
 	}
 	now := time.Now()
-	if p.next.Before(now) {
+	// A UART sends the next bytes back to back when they are in its FIFO
+	// (or the driver's buffer) before the line goes idle: a writer that
+	// is late by a sleep's overshoot only is not an idle line.
+	if p.next.Before(now.Add(-2 * time.Millisecond)) {
 		p.next = now
 	}
 	p.next = p.next.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))

@@ -40,6 +40,13 @@ type Options struct {
 	// Logf receives log lines; nil discards them.
 	Logf func(level LogLevel, msg string)
 
+	// Fault, for tests only (nil in production), is called at named points
+	// so that a test can make the transport's goroutines panic:
+	// serial.worker (each port session), serial.callback (each envelope
+	// from a device), serial.reader and serial.writer (each read and write
+	// of a port, in the link's goroutines).
+	Fault func(point string)
+
 	// sysRoot and devRoot replace /sys and /dev when resolving USB
 	// identities (tests).
 	sysRoot, devRoot string

@@ -63,6 +63,13 @@ func (t *Transport) Name() string { return t.o.Name }
 // Kind implements transports.Transport.
 func (t *Transport) Kind() string { return "serial" }
 
+// fault calls Options.Fault (tests inject panics there).
+func (t *Transport) fault(point string) {
+	if t.o.Fault != nil {
+		t.o.Fault(point)
+	}
+}
+
 func (t *Transport) logf(level LogLevel, format string, args ...any) {
 	if t.o.Logf != nil {
 		t.o.Logf(level, "serial: "+fmt.Sprintf(format, args...))
@@ -402,6 +409,7 @@ func (w *worker) sessionSafe() (up bool, err error) {
 // says whether the device said hello during it.
 func (w *worker) session() (up bool, err error) {
 	o := &w.t.o
+	w.t.fault("serial.worker")
 	path, err := resolve(&w.sp, o.sysRoot, o.devRoot)
 	if err != nil {
 		w.setErr(err)
@@ -443,6 +451,7 @@ func (w *worker) session() (up bool, err error) {
 		MaxFrame:     o.MaxFrame,
 		Baud:         port.Baud(),
 		Logf:         func(f string, a ...any) { w.logf(LogWarn, f, a...) },
+		Fault:        w.linkFault(),
 		OnEnvelope:   w.onEnvelope,
 		OnDrop:       w.onDrop,
 		OnUp: func(h *wire.Hello) {
@@ -573,8 +582,18 @@ func (w *worker) onDown(l *link.Link, reason error) {
 	w.t.sink.Presence(w.id, transports.Presence{Online: false, Seq: w.t.nextSeq(), Reason: r, At: time.Now()})
 }
 
+// linkFault passes the link's fault points on as serial.reader and
+// serial.writer (nil without Options.Fault).
+func (w *worker) linkFault() func(string) {
+	if w.t.o.Fault == nil {
+		return nil
+	}
+	return func(p string) { w.t.fault("serial." + p) }
+}
+
 // onEnvelope attributes what the device sent to the endpoint's device id.
 func (w *worker) onEnvelope(env *wire.Envelope) {
+	w.t.fault("serial.callback")
 	w.mu.Lock()
 	online := w.online
 	w.mu.Unlock()

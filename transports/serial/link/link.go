@@ -139,6 +139,7 @@ const (
 	DropUnknownKind = "unknown_kind"     // an envelope kind this version does not know (ACKed, ignored)
 	DropStale       = "stale_ack"        // ACK/NACK for a frame not outstanding
 	DropQueueFull   = "write_queue_full" // the port is not taking frames; frame discarded
+	DropOutOfOrder  = "out_of_order"     // windowed peer: a DATA frame after a lost one (the next expected is NACKed once)
 )
 
 // DropError describes something received and dropped. OnDrop gets one.
@@ -189,6 +190,15 @@ type Options struct {
 	// busy).
 	QueueLen int
 
+	// Window is how many DATA frames may be outstanding (sent, not yet
+	// ACKed) in each direction when the peer takes windows too
+	// (docs/protocol.md §8.6): a Device announces it in its Hello, a Bridge
+	// answers with its own in the Hello's ACK, and each side then sends up
+	// to the smaller of the two. 0 means DefaultWindow; 1 is stop-and-wait
+	// without announcing anything (the protocol's original rules, which a
+	// peer that announces nothing gets in any case). At most MaxWindow.
+	Window int
+
 	// Hello is what a Device sends to open the link (required for Device,
 	// with Device set; ignored for Bridge).
 	Hello *wire.Hello
@@ -196,6 +206,12 @@ type Options struct {
 	// Logf, if set, receives notable events (panics in callbacks, frames
 	// discarded because the port is not taking them).
 	Logf func(format string, args ...any)
+
+	// Fault, for tests only (nil otherwise), is called with "reader" after
+	// each read of the port and "writer" before each write, so that a test
+	// can make those goroutines panic (the link then ends like on a port
+	// error).
+	Fault func(point string)
 
 	// Callbacks run on one goroutine of the link, in order, never on the
 	// goroutine that reads the port: a slow callback delays later callbacks
@@ -217,7 +233,15 @@ const (
 	DefaultWriteTimeout  = time.Second
 	DefaultResetInterval = 2 * time.Second
 	DefaultQueueLen      = 32
+	// DefaultWindow frames in flight keep a 115200-baud line busy with
+	// small frames while ACKs take a few milliseconds (USB-serial latency).
+	DefaultWindow = 4
+	// MaxWindow is the largest window: the ACK of a hello says it in one
+	// byte, and duplicates are told from new frames within 4×MaxWindow.
+	MaxWindow = 16
 )
+
+const maxWindow = MaxWindow
 
 // Stats counts what a link did. All counters only grow.
 type Stats struct {
@@ -251,6 +275,7 @@ type Link struct {
 	run    atomic.Bool
 
 	up        atomic.Bool
+	windowed  atomic.Bool // the peer took a window (§8.6), for Windowed
 	sendLimit atomic.Int64
 	writing   atomic.Int64 // UnixNano when the current write started; 0 when idle
 	downMu    sync.Mutex
@@ -294,12 +319,16 @@ func New(port Port, opts Options) *Link {
 	if o.QueueLen <= 0 {
 		o.QueueLen = DefaultQueueLen
 	}
+	if o.Window <= 0 {
+		o.Window = DefaultWindow
+	}
+	o.Window = min(o.Window, MaxWindow)
 	l := &Link{
 		port:   port,
 		o:      o,
 		sendq:  make(chan *sendReq, o.QueueLen),
 		events: make(chan event, 64),
-		wq:     make(chan wreq, 16),
+		wq:     make(chan wreq, 16+2*o.Window),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 		born:   time.Now(),
@@ -313,6 +342,11 @@ func New(port Port, opts Options) *Link {
 
 // Up reports whether the link is up.
 func (l *Link) Up() bool { return l.up.Load() }
+
+// Windowed reports whether the link is up with a peer that takes windows
+// (docs/protocol.md §8.6): both ends then send up to the smaller window and
+// receive in order.
+func (l *Link) Windowed() bool { return l.windowed.Load() }
 
 // Peer returns the Hello that brought the link up (Bridge: the device's;
 // Device: its own), or nil.
@@ -331,6 +365,19 @@ func (l *Link) MaxSend() int { return int(l.sendLimit.Load()) }
 // Stats returns a snapshot of the counters.
 func (l *Link) Stats() Stats { return l.stats.snapshot() }
 
+// Queue hands env to the link like Send but does not wait for the ACK: the
+// result (what Send would return) arrives on the returned channel, which is
+// buffered. Envelopes go out in the order they were queued, up to the
+// window's worth at a time (§8.6), so a sender that queues several keeps
+// the line busy. An error returned at once means env was not queued.
+func (l *Link) Queue(ctx context.Context, env *wire.Envelope) (<-chan error, error) {
+	req, err := l.queue(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return req.res, nil
+}
+
 // Send marshals env, sends it in a DATA frame and returns once the peer has
 // ACKed it. It fails at once with ErrLinkDown when the link is not up and
 // with ErrTooLarge when env does not fit; later with ErrLinkDown (wrapping
@@ -339,34 +386,9 @@ func (l *Link) Stats() Stats { return l.stats.snapshot() }
 // its frame went out may still be delivered. Send is safe for concurrent
 // use; envelopes go out in the order their Send calls queued them.
 func (l *Link) Send(ctx context.Context, env *wire.Envelope) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	select {
-	case <-l.quit:
-		return fmt.Errorf("%w: %w", ErrLinkDown, ErrStopped)
-	default:
-	}
-	if !l.up.Load() {
-		return l.downError()
-	}
-	payload, err := wire.Marshal(env)
+	req, err := l.queue(ctx, env)
 	if err != nil {
-		if errors.Is(err, wire.ErrTooLarge) {
-			return fmt.Errorf("%w: %w", ErrTooLarge, err)
-		}
 		return err
-	}
-	if lim := int(l.sendLimit.Load()); len(payload) > lim {
-		return fmt.Errorf("%w: envelope is %d bytes, the peer takes at most %d", ErrTooLarge, len(payload), lim)
-	}
-	req := &sendReq{payload: payload, res: make(chan error, 1)}
-	select {
-	case l.sendq <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-l.quit:
-		return fmt.Errorf("%w: %w", ErrLinkDown, ErrStopped)
 	}
 	select {
 	case err := <-req.res:
@@ -381,6 +403,39 @@ func (l *Link) Send(ctx context.Context, env *wire.Envelope) error {
 		default:
 			return fmt.Errorf("%w: %w", ErrLinkDown, ErrStopped)
 		}
+	}
+}
+
+func (l *Link) queue(ctx context.Context, env *wire.Envelope) (*sendReq, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-l.quit:
+		return nil, fmt.Errorf("%w: %w", ErrLinkDown, ErrStopped)
+	default:
+	}
+	if !l.up.Load() {
+		return nil, l.downError()
+	}
+	payload, err := wire.Marshal(env)
+	if err != nil {
+		if errors.Is(err, wire.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: %w", ErrTooLarge, err)
+		}
+		return nil, err
+	}
+	if lim := int(l.sendLimit.Load()); len(payload) > lim {
+		return nil, fmt.Errorf("%w: envelope is %d bytes, the peer takes at most %d", ErrTooLarge, len(payload), lim)
+	}
+	req := &sendReq{payload: payload, res: make(chan error, 1)}
+	select {
+	case l.sendq <- req:
+		return req, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.quit:
+		return nil, fmt.Errorf("%w: %w", ErrLinkDown, ErrStopped)
 	}
 }
 

@@ -53,7 +53,8 @@ const (
 	wHello
 )
 
-// outFrame is the one DATA frame waiting for its ACK.
+// outFrame is a DATA frame waiting for its ACK: the only one in
+// stop-and-wait, one of at most txWindow with a windowed peer (§8.6).
 type outFrame struct {
 	seq      uint16
 	frame    []byte
@@ -67,8 +68,11 @@ type outFrame struct {
 
 type loopState struct {
 	state     lstate
-	out       *outFrame
-	txSeq     uint16 // next DATA seq
+	outs      []*outFrame // DATA frames waiting for their ACK, oldest first
+	txWindow  int         // how many may be outstanding: 1 until the peer announced a window
+	windowed  bool        // the peer sends with a window: receive in order (§8.6)
+	gapNack   bool        // a NACK for the frame expected next went out (once per gap)
+	txSeq     uint16      // next DATA seq
 	rxHave    bool
 	rxLast    uint16
 	lastRx    time.Time // last intact frame received
@@ -105,7 +109,11 @@ func (l *Link) Run(ctx context.Context) (err error) {
 			_ = l.port.Close()
 			return fmt.Errorf("link: a Device link needs Options.Hello with Device set")
 		}
-		p, err := wire.MarshalHello(l.o.Hello)
+		h := *l.o.Hello
+		if l.o.Window > 1 {
+			h.Window = uint32(l.o.Window)
+		}
+		p, err := wire.MarshalHello(&h)
 		if err != nil {
 			close(l.quit)
 			close(l.done)
@@ -177,6 +185,9 @@ func (l *Link) reader(wg *sync.WaitGroup) {
 	}
 	for {
 		n, err := l.port.Read(buf)
+		if l.o.Fault != nil {
+			l.o.Fault("reader")
+		}
 		if n > 0 {
 			zeros = 0
 			l.stats.bytesIn.Add(uint64(n))
@@ -227,6 +238,9 @@ func (l *Link) writer(wg *sync.WaitGroup) {
 				_ = dl.SetWriteDeadline(start.Add(l.o.WriteTimeout))
 			}
 			l.writing.Store(start.UnixNano())
+			if l.o.Fault != nil {
+				l.o.Fault("writer")
+			}
 			n, err := l.port.Write(w.b)
 			l.writing.Store(0)
 			l.stats.bytesOut.Add(uint64(n))
@@ -258,6 +272,7 @@ func (l *Link) loop(ctx context.Context) error {
 		s.state = stWaitHello
 		s.nextReset = now.Add(l.o.ResetInterval)
 	}
+	s.txWindow = 1
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -267,8 +282,8 @@ func (l *Link) loop(ctx context.Context) error {
 		}
 		timer.Reset(l.nextWake(now))
 		var sendq chan *sendReq
-		if s.state != stUp || s.out == nil {
-			sendq = l.sendq // up and idle: take the next; not up: fail it
+		if s.state != stUp || len(s.outs) < s.txWindow {
+			sendq = l.sendq // up with room in the window: take the next; not up: fail it
 		}
 		select {
 		case <-ctx.Done():
@@ -295,7 +310,8 @@ func (l *Link) tick(now time.Time) error {
 	if s.state == stUp && now.Sub(s.lastRx) >= l.o.Silence {
 		l.goDown(now, fmt.Errorf("%w: no frame for %v", ErrSilence, l.o.Silence), true)
 	}
-	if o := s.out; o != nil && !now.Before(o.deadline) {
+	if len(s.outs) > 0 && !now.Before(s.outs[0].deadline) {
+		o := s.outs[0]
 		switch {
 		case o.slow:
 			l.retransmit(o, now)
@@ -303,13 +319,13 @@ func (l *Link) tick(now time.Time) error {
 		case o.tries >= l.o.Retries:
 			l.outFailed(now, fmt.Errorf("%w: DATA seq %d not acknowledged after %d retransmissions", ErrNoAck, o.seq, o.tries))
 		default:
-			l.retransmit(o, now)
+			l.goBack(0, now) // the oldest and every frame after it (go-back-N)
 		}
 	}
 	switch {
 	case s.state == stWaitHello && !now.Before(s.nextReset):
 		l.sendReset(now)
-	case s.state == stUp && s.out == nil && now.Sub(s.lastTx) >= l.o.Heartbeat && len(l.sendq) == 0:
+	case s.state == stUp && len(s.outs) == 0 && now.Sub(s.lastTx) >= l.o.Heartbeat && len(l.sendq) == 0:
 		l.sendHeartbeat(now)
 	}
 	return nil
@@ -323,13 +339,13 @@ func (l *Link) nextWake(now time.Time) time.Duration {
 			next = t
 		}
 	}
-	if s.out != nil {
-		at(s.out.deadline)
+	if len(s.outs) > 0 {
+		at(s.outs[0].deadline)
 	}
 	switch s.state {
 	case stUp:
 		at(s.lastRx.Add(l.o.Silence))
-		if s.out == nil && len(l.sendq) == 0 {
+		if len(s.outs) == 0 && len(l.sendq) == 0 {
 			at(s.lastTx.Add(l.o.Heartbeat))
 		}
 	case stWaitHello:
@@ -350,8 +366,15 @@ func (l *Link) handle(ev event) error {
 	case evWriteErr:
 		return ev.err
 	case evWritten:
-		if o := s.out; o != nil && o.tx == ev.tx {
-			o.deadline = ev.at.Add(l.ackWait(len(o.frame)))
+		// the ACK can come once this frame and those before it still
+		// waiting (in the port's buffer, on the line) have gone out
+		ahead := 0
+		for _, o := range s.outs {
+			ahead += len(o.frame)
+			if o.tx == ev.tx {
+				o.deadline = ev.at.Add(l.ackWait(ahead))
+				break
+			}
 		}
 	case evDrop:
 		l.onDecodeDrop(ev.d)
@@ -387,7 +410,7 @@ func (l *Link) onFrame(f wire.Frame, at time.Time) {
 	switch f.Type {
 	case wire.FrameAck:
 		l.stats.acksIn.Add(1)
-		l.onAck(f.Seq, at)
+		l.onAck(f.Seq, f.Payload, at)
 	case wire.FrameNack:
 		l.stats.nacksIn.Add(1)
 		reason := wire.NackUnspecified
@@ -411,11 +434,12 @@ func (l *Link) onReset(now time.Time) {
 		switch {
 		case s.state == stUp:
 			l.goDown(now, fmt.Errorf("%w: RESET from the bridge", ErrPeerReset), false)
-		case s.out != nil && s.out.what == wHello:
+		case len(s.outs) > 0 && s.outs[0].what == wHello:
 			// already saying hello: say it again now
-			s.out.tries, s.out.slow = 0, false
+			o := s.outs[0]
+			o.tries, o.slow = 0, false
 			l.stats.retransmits.Add(1)
-			l.transmit(s.out, now)
+			l.transmit(o, now)
 		default:
 			l.startHello(now)
 		}
@@ -444,7 +468,22 @@ func (l *Link) onData(f wire.Frame, at time.Time) {
 		l.dropped(DropNotUp, true, f.Seq, errors.New("DATA frame before our hello was acknowledged"))
 		return
 	}
-	if s.rxHave && f.Seq == s.rxLast {
+	if s.windowed && s.rxHave && f.Seq != s.rxLast+1 {
+		if back := s.rxLast - f.Seq; back < maxWindow*4 { // taken before: its ACK was lost
+			l.stats.duplicates.Add(1)
+			l.sendAck(s.rxLast) // cumulative: covers f.Seq
+			return
+		}
+		// ahead of the next one: a frame in between was lost. In-order
+		// receiving drops it; the sender goes back to the one we expect.
+		l.dropped(DropOutOfOrder, true, f.Seq, fmt.Errorf("expected seq %d", s.rxLast+1))
+		if !s.gapNack {
+			s.gapNack = true
+			l.sendNack(s.rxLast+1, wire.NackUnspecified)
+		}
+		return
+	}
+	if !s.windowed && s.rxHave && f.Seq == s.rxLast {
 		l.stats.duplicates.Add(1)
 		l.sendAck(f.Seq)
 		return
@@ -452,22 +491,23 @@ func (l *Link) onData(f wire.Frame, at time.Time) {
 	if derr != nil {
 		if errors.Is(derr, wire.ErrUnknownKind) { // a newer peer: ACK and ignore
 			l.sendAck(f.Seq)
-			s.rxHave, s.rxLast = true, f.Seq
+			s.rxHave, s.rxLast, s.gapNack = true, f.Seq, false
 			l.dropped(DropUnknownKind, true, f.Seq, derr)
 			return
 		}
 		l.sendNack(f.Seq, wire.NackRejected)
-		s.rxHave, s.rxLast = true, f.Seq // counts as delivered for duplicate detection
+		s.rxHave, s.rxLast, s.gapNack = true, f.Seq, false // counts as delivered for duplicate detection
 		l.dropped(DropBadEnvelope, true, f.Seq, derr)
 		return
 	}
 	if env.Kind != wire.KindHeartbeat && env.Kind != wire.KindHello && l.cb.full() {
 		l.dropped(DropBusy, true, f.Seq, errors.New("delivery queue full"))
 		l.sendNack(f.Seq, wire.NackBusy)
+		s.gapNack = true // the sender comes back to it after its timeout
 		return
 	}
 	l.sendAck(f.Seq)
-	s.rxHave, s.rxLast = true, f.Seq
+	s.rxHave, s.rxLast, s.gapNack = true, f.Seq, false
 	l.stats.dataIn.Add(1)
 	switch env.Kind {
 	case wire.KindHeartbeat:
@@ -483,17 +523,27 @@ func (l *Link) onData(f wire.Frame, at time.Time) {
 // onHello (bridge): a Hello opens a session, whatever its seq.
 func (l *Link) onHello(f wire.Frame, h *wire.Hello, at time.Time) {
 	s := &l.s
-	if s.state == stUp && s.rxHave && f.Seq == s.rxLast && bytes.Equal(f.Payload, s.sessHello) {
+	if s.state == stUp && bytes.Equal(f.Payload, s.sessHello) && s.rxHave &&
+		(f.Seq == s.rxLast || s.windowed && s.rxLast-f.Seq < maxWindow*4) {
 		// the session's own Hello again: our ACK was lost
 		l.stats.duplicates.Add(1)
-		l.sendAck(f.Seq)
+		l.sendHelloAck(f.Seq, h)
 		return
 	}
 	if s.state == stUp {
 		l.goDown(at, fmt.Errorf("%w: a new hello", ErrPeerReset), false)
 	}
-	l.sendAck(f.Seq)
-	s.rxHave, s.rxLast = true, f.Seq
+	l.sendHelloAck(f.Seq, h)
+	s.rxHave, s.rxLast, s.gapNack = true, f.Seq, false
+	// §8.6: a device that announces a window sends with one too (up to
+	// ours, which the ACK told it) and takes up to its own from us
+	s.windowed, s.txWindow = false, 1
+	l.windowed.Store(s.windowed)
+	if h.Window > 0 && l.o.Window > 1 {
+		s.windowed = true
+		l.windowed.Store(s.windowed)
+		s.txWindow = min(l.o.Window, int(min(h.Window, maxWindow)))
+	}
 	s.sessHello = f.Payload // a copy made by the reader
 	s.txSeq = 0
 	lim := l.o.MaxFrame
@@ -512,20 +562,52 @@ func (l *Link) onHello(f wire.Frame, h *wire.Hello, at time.Time) {
 	l.cb.push(cbItem{kind: cbUp, hello: h})
 }
 
-func (l *Link) onAck(seq uint16, now time.Time) {
+// outIndex is the position of seq among the outstanding frames, or -1.
+func (l *Link) outIndex(seq uint16) int {
+	for i, o := range l.s.outs {
+		if o.seq == seq {
+			return i
+		}
+	}
+	return -1
+}
+
+// acked ends the first n outstanding frames: the peer has them.
+func (l *Link) acked(n int) {
 	s := &l.s
-	o := s.out
-	if o == nil || o.seq != seq {
+	for _, o := range s.outs[:n] {
+		if o.what == wUser {
+			l.stats.sent.Add(1)
+			o.req.res <- nil
+		}
+	}
+	clear(s.outs[:n])
+	s.outs = s.outs[n:]
+}
+
+// onAck: an ACK acknowledges its frame and, cumulatively, every frame
+// sent before it (§8.6; with one outstanding frame the same thing).
+func (l *Link) onAck(seq uint16, payload []byte, now time.Time) {
+	s := &l.s
+	i := l.outIndex(seq)
+	if i < 0 {
 		l.stats.drop(DropStale)
 		return
 	}
-	s.out = nil
+	o := s.outs[i]
+	l.acked(i + 1)
 	switch o.what {
-	case wUser:
-		l.stats.sent.Add(1)
-		o.req.res <- nil
 	case wHello:
 		if s.state == stConnecting {
+			// a bridge that takes windows says how many frames in the
+			// hello's ACK (§8.6); an older one sends an empty ACK
+			s.windowed, s.txWindow = false, 1
+			l.windowed.Store(s.windowed)
+			if len(payload) > 0 && payload[0] > 0 && l.o.Window > 1 {
+				s.windowed = true
+				l.windowed.Store(s.windowed)
+				s.txWindow = min(l.o.Window, int(payload[0]))
+			}
 			s.state = stUp
 			s.lastRx = now
 			l.peerMu.Lock()
@@ -540,19 +622,23 @@ func (l *Link) onAck(seq uint16, now time.Time) {
 
 func (l *Link) onNack(seq uint16, reason wire.NackReason, now time.Time) {
 	s := &l.s
-	o := s.out
-	if o == nil || o.seq != seq {
+	i := l.outIndex(seq)
+	if i < 0 {
 		l.stats.drop(DropStale)
 		return
 	}
+	// an in-order receiver NACKs the frame it expects: it has every frame
+	// before it
+	l.acked(i)
+	o := s.outs[0]
 	switch reason {
 	case wire.NackRejected:
 		switch o.what {
 		case wUser:
-			s.out = nil
+			l.dropFirst()
 			o.req.res <- fmt.Errorf("%w (seq %d)", ErrRejected, seq)
 		case wHeartbeat:
-			s.out = nil
+			l.dropFirst()
 		case wHello:
 			l.logf("link: the bridge rejected our hello; saying it again every %v", l.o.Heartbeat)
 			o.slow = true
@@ -570,6 +656,21 @@ func (l *Link) onNack(seq uint16, reason wire.NackReason, now time.Time) {
 			l.outFailed(now, fmt.Errorf("%w: DATA seq %d still NACKed after %d retransmissions", ErrNoAck, o.seq, o.tries))
 			return
 		}
+		l.goBack(0, now)
+	}
+}
+
+// dropFirst removes the oldest outstanding frame (rejected by the peer).
+func (l *Link) dropFirst() {
+	s := &l.s
+	s.outs[0] = nil
+	s.outs = s.outs[1:]
+}
+
+// goBack retransmits outstanding frames from index i on, in order: an
+// in-order receiver dropped everything after the frame it missed.
+func (l *Link) goBack(i int, now time.Time) {
+	for _, o := range l.s.outs[i:] {
 		l.retransmit(o, now)
 	}
 }
@@ -577,7 +678,7 @@ func (l *Link) onNack(seq uint16, reason wire.NackReason, now time.Time) {
 // outFailed: the outstanding frame ran out of retries.
 func (l *Link) outFailed(now time.Time, reason error) {
 	s := &l.s
-	o := s.out
+	o := s.outs[0]
 	switch {
 	case o.what == wHello: // device: keep saying hello, once every Heartbeat
 		o.slow = true
@@ -585,10 +686,7 @@ func (l *Link) outFailed(now time.Time, reason error) {
 	case s.state == stUp:
 		l.goDown(now, reason, true)
 	default:
-		s.out = nil
-		if o.req != nil {
-			o.req.res <- fmt.Errorf("%w: %w", ErrLinkDown, reason)
-		}
+		l.failOut(fmt.Errorf("%w: %w", ErrLinkDown, reason))
 	}
 }
 
@@ -605,7 +703,8 @@ func (l *Link) goDown(now time.Time, reason error, resetNow bool) {
 	}
 	l.failOut(fmt.Errorf("%w: %w", ErrLinkDown, reason))
 	l.drainSendq(fmt.Errorf("%w: %w", ErrLinkDown, reason))
-	s.rxHave = false
+	s.rxHave, s.windowed, s.txWindow, s.gapNack = false, false, 1, false
+	l.windowed.Store(false)
 	if wasUp {
 		l.cb.push(cbItem{kind: cbDown, err: reason})
 	}
@@ -625,8 +724,9 @@ func (l *Link) goDown(now time.Time, reason error, resetNow bool) {
 }
 
 func (l *Link) failOut(err error) {
-	if o := l.s.out; o != nil {
-		l.s.out = nil
+	outs := l.s.outs
+	l.s.outs = nil
+	for _, o := range outs {
 		if o.req != nil {
 			o.req.res <- err
 		}
@@ -698,7 +798,7 @@ func (l *Link) sendData(what outWhat, payload []byte, req *sendReq, now time.Tim
 		return
 	}
 	o := &outFrame{seq: seq, frame: fr, req: req, what: what}
-	l.s.out = o
+	l.s.outs = append(l.s.outs, o)
 	l.stats.dataOut.Add(1)
 	l.transmit(o, now)
 }
@@ -742,7 +842,9 @@ func (l *Link) sendHeartbeat(now time.Time) {
 func (l *Link) startHello(now time.Time) {
 	s := &l.s
 	s.state = stConnecting
-	s.rxHave = false
+	s.rxHave, s.windowed, s.txWindow, s.gapNack = false, false, 1, false
+	l.windowed.Store(false)
+	l.failOut(fmt.Errorf("%w: saying hello again", ErrLinkDown))
 	l.sendData(wHello, s.helloPay, nil, now)
 }
 
@@ -757,6 +859,19 @@ func (l *Link) sendReset(now time.Time) {
 
 func (l *Link) sendAck(seq uint16) {
 	fr, _ := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameAck, Seq: seq})
+	if l.enqueue(wreq{b: fr}, time.Now()) {
+		l.stats.acksOut.Add(1)
+	}
+}
+
+// sendHelloAck (bridge) ACKs a hello; to a device that announced a window
+// (§8.6) the ACK carries ours, one byte.
+func (l *Link) sendHelloAck(seq uint16, h *wire.Hello) {
+	f := wire.Frame{Type: wire.FrameAck, Seq: seq}
+	if h.Window > 0 && l.o.Window > 1 {
+		f.Payload = []byte{byte(l.o.Window)}
+	}
+	fr, _ := wire.AppendFrame(nil, f)
 	if l.enqueue(wreq{b: fr}, time.Now()) {
 		l.stats.acksOut.Add(1)
 	}
