@@ -26,9 +26,10 @@ type soakBroker struct {
 	port int
 	conf string
 
-	mu   gosync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu     gosync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	closed bool
 }
 
 func freeLoopbackPort() (int, error) {
@@ -88,6 +89,9 @@ func (b *soakBroker) Running() bool {
 func (b *soakBroker) Start() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("broker closed")
+	}
 	if b.cmd != nil {
 		return nil
 	}
@@ -141,8 +145,11 @@ func (b *soakBroker) Stop(sig syscall.Signal) error {
 	}
 }
 
-// Close stops the broker if it runs.
+// Close stops the broker if it runs; it is not started again.
 func (b *soakBroker) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
 	if b.Running() {
 		_ = b.Stop(syscall.SIGKILL)
 	}

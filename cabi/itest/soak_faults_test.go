@@ -51,12 +51,13 @@ type faulter struct {
 	counts   map[string]int  // injected, by kind
 	failures map[string]int  // could not inject (device offline ...), by kind
 	restore  gosync.WaitGroup
+	quit     chan struct{} // closed by close: pending restorations are skipped
 	spoofN   int
 }
 
 func newFaulter(w *soakWorld, st *stack.Stack, sh *soakHost, b *soakBroker, seed uint64, logf func(string, ...any)) *faulter {
 	return &faulter{w: w, st: st, sh: sh, broker: b, rng: rand.New(rand.NewPCG(seed, 0xfa17)), logf: logf,
-		busy: map[string]bool{}, counts: map[string]int{}, failures: map[string]int{}}
+		busy: map[string]bool{}, counts: map[string]int{}, failures: map[string]int{}, quit: make(chan struct{})}
 }
 
 func (f *faulter) count(kind string, err error) {
@@ -69,14 +70,33 @@ func (f *faulter) count(kind string, err error) {
 	f.counts[kind]++
 }
 
-// later runs fn after d (in the background; Wait waits for it).
+// later runs fn after d, in the background (settle waits for it), unless
+// close comes first.
 func (f *faulter) later(d time.Duration, fn func()) {
 	f.restore.Add(1)
 	go func() {
 		defer f.restore.Done()
-		time.Sleep(d)
-		fn()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fn()
+		case <-f.quit:
+		}
 	}()
+}
+
+// close drops pending restorations (a test that fails early) and waits for
+// their goroutines.
+func (f *faulter) close() {
+	f.mu.Lock()
+	select {
+	case <-f.quit:
+	default:
+		close(f.quit)
+	}
+	f.mu.Unlock()
+	f.restore.Wait()
 }
 
 func (f *faulter) jitter(lo, hi time.Duration) time.Duration {

@@ -104,6 +104,12 @@ func ParseCondition(p *Profile, s string) (*Condition, error) {
 	default:
 		return nil, bad(f.Name + " has an unknown type " + show(f.Type))
 	}
+	// String must read back: its quotes and escapes can make it longer
+	// than what was typed (found by FuzzParseCondition)
+	if n := len(c.String()); n > MaxInputLen {
+		return nil, &ParseError{Kind: ErrTooLong, Msg: "the condition is too long (written out it takes " + strconv.Itoa(n) +
+			" bytes; at most " + strconv.Itoa(MaxInputLen) + ")"}
+	}
 	return c, nil
 }
 

@@ -39,17 +39,20 @@ func (r *runner) accept(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gonoop host: %w", err)
 	}
-	defer func() {
-		qctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = nh.Quit(qctx)
-		cancel()
-	}()
+	defer quitHost(nh)
+	hctx, hcancel = context.WithTimeout(ctx, 30*time.Second)
+	fh, err := hostproc.Start(hctx, hostproc.Options{Binary: filepath.Join(r.cfg.Build, "mesibo-host"), ModulesDir: r.cfg.Build, Conf: "module filter {\n  blocked_words =\n  notify = 0\n}\n", LogLevel: 1})
+	hcancel()
+	if err != nil {
+		return fmt.Errorf("filter host: %w", err)
+	}
+	defer quitHost(fh)
 	n, rate, rounds, hot := 10000, 2000, 3, 3000
 	if r.cfg.Short {
 		n, rounds, hot = 3000, 1, 2000
 	}
 	type res struct{ p50, p90, p99, p999, max, mean []float64 }
-	var busy, frozen, base, hotOurs, hotBase res
+	var busy, frozen, base, cbase, hotOurs, hotBase res
 	addRes := func(x *res, m map[string]float64) {
 		x.p50 = append(x.p50, m["p50_ns"])
 		x.p90 = append(x.p90, m["p90_ns"])
@@ -88,7 +91,7 @@ func (r *runner) accept(ctx context.Context) error {
 	// the baseline: the do-nothing Go module in its own host, called the
 	// same way, while the module's host gets the same commands as `msg`
 	// lines (the same work for the machine as during ours)
-	baseRun := func(x *res, extra string, nn int, feed bool) error {
+	baseRun := func(bh *hostproc.Host, x *res, extra string, nn int, feed bool) error {
 		fctx, stop := context.WithCancel(ctx)
 		fed := make(chan int, 1)
 		if feed {
@@ -101,7 +104,7 @@ func (r *runner) accept(ctx context.Context) error {
 		} else {
 			fed <- 0
 		}
-		m, err := hostBench(ctx, nh, fmt.Sprintf("bench %d user dev lat%s -- stop", nn, extra), time.Minute)
+		m, err := hostBench(ctx, bh, fmt.Sprintf("bench %d user dev lat%s -- stop", nn, extra), time.Minute)
 		k := <-fed
 		stop()
 		if err != nil {
@@ -117,7 +120,10 @@ func (r *runner) accept(ctx context.Context) error {
 		if err := oursRun(&busy, paced, n, false); err != nil {
 			return err
 		}
-		if err := baseRun(&base, paced, n, true); err != nil {
+		if err := baseRun(nh, &base, paced, n, true); err != nil {
+			return err
+		}
+		if err := baseRun(fh, &cbase, paced, n, true); err != nil {
 			return err
 		}
 		if err := oursRun(&frozen, paced, n, true); err != nil {
@@ -126,7 +132,7 @@ func (r *runner) accept(ctx context.Context) error {
 		if err := oursRun(&hotOurs, "", hot, false); err != nil {
 			return err
 		}
-		if err := baseRun(&hotBase, "", hot, false); err != nil {
+		if err := baseRun(nh, &hotBase, "", hot, false); err != nil {
 			return err
 		}
 	}
@@ -144,17 +150,21 @@ func (r *runner) accept(ctx context.Context) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "The module in `mesibo-host` with %d simulated rovers on Mosquitto, each sending telemetry every 100 ms (500 messages/s into the bridge). The host's `bench <n> user dev lat rate=%d nfrom=%d nto=%d -- stop` calls on_message with a valid `stop` command %s times at %d/s, from %d senders to the %d devices (rate limits off), and times each call with `clock_gettime` around it (about 20–40 ns of each figure is the clock). The module answers every command (%s answers in all); the device traffic they cause (%d commands/s out, their replies back) keeps the transport busy while the callbacks are timed.\n\n",
 		ndev, rate, senders, ndev, fmtInt(float64(n)), rate, senders, ndev, fmtInt(float64(tp.count())), rate)
-	fmt.Fprintf(&b, "**Baseline:** `mesibo_mod_gonoop.so` (a Go module that returns PASS at once) in its own host, called the same way (`bench <n> user dev lat rate=%d`) at the same time as the module's host gets the same %d commands/s as chat messages, so the machine does the same work during both. Its figures are what any Go module's callback costs on this machine under this load: a call that comes after the thread slept finds cold caches and may have to wait for a P (the Go runtime's scheduler token) while the module's goroutines hold both. **Back to back:** %d calls without pauses (fewer than the core's queue holds), ours and gonoop; this is the module's own cost. **Broker frozen:** the paced run again with Mosquitto stopped by SIGSTOP: sends to devices block in the per-device sender goroutines and commands pile up in their queues, but on_message does not wait. %d round(s) of each, interleaved (ours, baseline, frozen, ours back to back, baseline back to back); medians of the per-run percentiles.\n\n", rate, rate, hot, rounds)
+	fmt.Fprintf(&b, "**Baseline:** `mesibo_mod_gonoop.so` (a Go module that returns PASS at once) in its own host (and, for scale, the C filter module in another), called the same way (`bench <n> user dev lat rate=%d`) at the same time as the module's host gets the same %d commands/s as chat messages, so the machine does the same work during both. Its figures are what any Go module's callback costs on this machine under this load: a call that comes after the thread slept finds cold caches and may have to wait for a P (the Go runtime's scheduler token) while the module's goroutines hold both. **Back to back:** %d calls without pauses (fewer than the core's queue holds), ours and gonoop; this is the module's own cost. **Broker frozen:** the paced run again with Mosquitto stopped by SIGSTOP: sends to devices block in the per-device sender goroutines and commands pile up in their queues, but on_message does not wait. %d round(s) of each, interleaved (ours, gonoop, C filter, frozen, ours back to back, gonoop back to back); medians of the per-run percentiles.\n\n", rate, rate, hot, rounds)
 	b.WriteString("| run | p50 | p90 | p99 | p99.9 | max (median of runs) | mean |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, x := range []struct {
 		name string
 		r    res
-	}{{fmt.Sprintf("ours, %d/s, transport busy", rate), busy}, {fmt.Sprintf("gonoop, %d/s, same load", rate), base}, {fmt.Sprintf("ours, %d/s, broker frozen (SIGSTOP)", rate), frozen},
+	}{{fmt.Sprintf("ours, %d/s, transport busy", rate), busy}, {fmt.Sprintf("gonoop, %d/s, same load", rate), base}, {fmt.Sprintf("C filter, %d/s, same load", rate), cbase}, {fmt.Sprintf("ours, %d/s, broker frozen (SIGSTOP)", rate), frozen},
 		{"ours, back to back", hotOurs}, {"gonoop, back to back", hotBase}} {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", x.name, fmtUS(us(x.r.p50)), fmtUS(us(x.r.p90)), fmtUS(us(x.r.p99)), fmtUS(us(x.r.p999)), fmtUS(us(x.r.max)), fmtUS(us(x.r.mean)))
 	}
 	b.WriteString("\nWhat a consumed message costs inside on_message (`module.accept`): the routing check, a copy of the params and the text (3 allocations), a non-blocking send on the core's bounded queue and a histogram observation; the command is parsed, checked and queued by the core goroutine and sent by the device's sender goroutine, so nothing in the callback waits for a lock held during I/O or for the network — the frozen-broker run shows it. ")
-	b.WriteString("The non-blocking send wakes the core goroutine when it sleeps (a futex wake-up inside the callback, the main difference between ours and gonoop when the calls are paced).\n")
+	b.WriteString("The non-blocking send wakes the core goroutine when it sleeps (a futex wake-up inside the callback, the main difference between ours and gonoop when the calls are paced).\n\n")
+	if us(busy.p99) >= 10 {
+		fmt.Fprintf(&b, "**p99 under load: target missed** (%s at %d/s with the transport busy). Called back to back the module's p99 is %s, within the target, so the paced figure is not the module's own code. It is what entering the Go runtime from a C thread costs on this machine under this load: the do-nothing Go module's p99 is %s in the same conditions, the C filter's %s. A Go callback that comes after the calling thread slept runs cold (the runtime's scheduler state, the goroutine stack, the module's data) on 2 vCPUs shared with Mosquitto, the simulator, the load driver and the module's own goroutines; with the broker frozen (less work on the machine) the same calls have a p99 of %s. Raising GOMAXPROCS did not change it (tried 2 and 8). What the module adds to a paced call (p50 %s against gonoop's %s) is mostly waking its core goroutine. A p99 under 10 µs on a loaded machine would need the accept path to stay out of the Go runtime: a C-side copy of the address filter and a C ring buffer that a Go goroutine drains — a design change not made here. The property behind the target holds: the callback never waits on the network.\n",
+			fmtUS(us(busy.p99)), rate, fmtUS(us(hotOurs.p99)), fmtUS(us(base.p99)), fmtUS(us(cbase.p99)), fmtUS(us(frozen.p99)), fmtUS(us(busy.p50)), fmtUS(us(base.p50)))
+	}
 	r.section("accept", "Accept path", b.String())
 	return nil
 }

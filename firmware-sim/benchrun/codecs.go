@@ -2,6 +2,7 @@ package benchrun
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -107,9 +108,13 @@ func (r *runner) codecs(ctx context.Context) error {
 			}
 		}},
 	}
-	rounds := 5
+	rounds, benchtime := 5, "1s"
 	if r.cfg.Short {
-		rounds = 3
+		rounds, benchtime = 3, "150ms"
+	}
+	testing.Init() // idempotent; testing.Benchmark reads -test.benchtime
+	if f := flag.Lookup("test.benchtime"); f != nil {
+		_ = f.Value.Set(benchtime)
 	}
 	type acc struct{ ours, base []benchResult }
 	res := make([]acc, len(pairs))
@@ -133,7 +138,7 @@ func (r *runner) codecs(ctx context.Context) error {
 	al := func(b benchResult) float64 { return b.allocs }
 	var body strings.Builder
 	fmt.Fprintf(&body, "Package `codecs/wire`: `Marshal` of a %d-byte command (`move`, 2 args, deadline, idempotency key) and `Unmarshal` of a %d-byte telemetry envelope with 6 values — the inputs of `codecs/wire/bench_test.go`.\n\n", len(cmdBytes), len(telBytes))
-	fmt.Fprintf(&body, "Baseline: the same bytes through `fxamacker/cbor` directly (deterministic encoding; decoding into a plain struct with a `map[string]any` body), which is what `wire` builds on; the ratio is the cost of `wire`'s checks (limits, key types, required fields, value types and normalisation, a fresh envelope per message). Each pair ran %d times in-process with `testing.Benchmark`, interleaved; medians.\n\n", rounds)
+	fmt.Fprintf(&body, "Baseline: the same bytes through `fxamacker/cbor` directly (deterministic encoding; decoding into a plain struct with a `map[string]any` body), which is what `wire` builds on; the ratio is the cost of `wire`'s checks (limits, key types, required fields, value types and normalisation, a fresh envelope per message). Each pair ran %d times in-process with `testing.Benchmark` (%s each), interleaved; medians.\n\n", rounds, benchtime)
 	body.WriteString("| codec | ours ns/op | ours allocs/op | baseline ns/op | baseline allocs/op | ratio |\n|---|---:|---:|---:|---:|---:|\n")
 	for i, p := range pairs {
 		o, b := med(res[i].ours, ns), med(res[i].base, ns)

@@ -137,7 +137,7 @@ func (r *runner) pass(ctx context.Context) error {
 	}
 	n, rounds := 3000000, 15
 	if r.cfg.Short {
-		n, rounds = 1000000, 5
+		n, rounds = 2000000, 7
 	}
 	// warm up (page faults, the Go runtime's first crossings)
 	for _, h := range hosts {

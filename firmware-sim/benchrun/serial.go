@@ -265,6 +265,8 @@ func (r *runner) serial(ctx context.Context) error {
 	fmt.Fprintf(&b, "\nThe goodput (CBOR envelope bytes) is below the line figure by the framing: header, CRC, COBS and the delimiter, %.0f bytes of each %.0f-byte frame here.\n\n", win[0].frameBytes-med(win, pay)/max(med(win, envs), 1), win[0].frameBytes)
 	if gerr == nil && goPct > 0 {
 		fmt.Fprintf(&b, "**Both directions paced.** The simulator paces only what the device sends; `transports/serial`'s `BenchmarkTelemetryThroughput115200` paces both directions byte by byte (the bridge's ACKs take their wire time too), with the device link queueing envelopes without waiting for each ACK (`link.Queue`): **%.1f %%** of the wire rate (`go test -run '^$' -bench TelemetryThroughput115200 -benchtime %s ./transports/serial/`, same run). With one frame outstanding (before §8.6) it measured about 80 %%: each frame waited for its ACK (about 9 bytes back, 0.8 ms, plus the round trip through the ptys and both link loops).\n\n", goPct, bt)
+	} else if r.cfg.Short {
+		b.WriteString("(The short suite skips `transports/serial`'s `BenchmarkTelemetryThroughput115200`, which paces both directions byte by byte; `make bench` runs it.)\n\n")
 	} else if gerr != nil {
 		fmt.Fprintf(&b, "`transports/serial`'s benchmark did not run: %v\n\n", gerr)
 	}

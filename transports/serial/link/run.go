@@ -398,9 +398,28 @@ func (l *Link) dropped(reason string, hasSeq bool, seq uint16, err error) {
 
 func (l *Link) onDecodeDrop(d wire.Drop) {
 	l.dropped(d.Reason.String(), d.HasSeq, d.Seq, d.Err)
-	if d.Reason == wire.DropBadCRC && d.HasSeq && !l.waiting() {
-		l.sendNack(d.Seq, wire.NackCorrupt)
+	if d.Reason != wire.DropBadCRC || !d.HasSeq || l.waiting() {
+		return
 	}
+	s := &l.s
+	if !s.windowed {
+		l.sendNack(d.Seq, wire.NackCorrupt)
+		return
+	}
+	// A windowed sender takes a NACK as "the receiver has every frame
+	// before this seq" (§8.6), which the damaged frame's unverified seq
+	// cannot promise after an earlier loss: NACK the frame expected next,
+	// once per gap. (Before the first frame of a session that is seq 0:
+	// the bridge numbers its frames from 0 after a hello.)
+	if s.gapNack {
+		return
+	}
+	next := uint16(0)
+	if s.rxHave {
+		next = s.rxLast + 1
+	}
+	s.gapNack = true
+	l.sendNack(next, wire.NackCorrupt)
 }
 
 func (l *Link) onFrame(f wire.Frame, at time.Time) {

@@ -241,6 +241,39 @@ func TestWindowLostFrameGoBack(t *testing.T) {
 	}
 }
 
+// A lost frame followed by a corrupted one: the receiver NACKs the frame it
+// expects, not the damaged one's seq (which would tell the sender that the
+// lost frame had arrived).
+func TestWindowLossThenCorruption(t *testing.T) {
+	bo, do := fast(link.Bridge), fast(link.Device)
+	do.AckTimeout = 100 * time.Millisecond
+	b, d, br, _, tp := pair(t, bo, do)
+	waitUp(t, b, d)
+	var mu sync.Mutex
+	n := 0
+	tp.setFilter(func(dr dir, f wire.Frame) action {
+		mu.Lock()
+		defer mu.Unlock()
+		if dr == d2b && f.Type == wire.FrameData {
+			n++
+			switch n {
+			case 2:
+				return drop
+			case 3:
+				return corrupt
+			}
+		}
+		return pass
+	})
+	wait := queueAll(t, d, 1, 12)
+	for i, err := range wait() {
+		if err != nil {
+			t.Fatalf("envelope %d: %v", i, err)
+		}
+	}
+	inOrder(t, br, 1, 12)
+}
+
 // Lost ACKs are covered by the next (cumulative) ACK: nothing is sent twice
 // when a later ACK arrives before the timeout.
 func TestWindowCumulativeAck(t *testing.T) {
