@@ -1014,6 +1014,10 @@ func (p *parser) groups(n *yaml.Node, cfg *Config) {
 			ok = false
 		} else {
 			vals, lines := p.list(f.val[2], "members", where)
+			if m := deref(f.val[2]); m.Kind == yaml.SequenceNode && len(m.Content) == 0 {
+				p.at(m.Line, fmt.Sprintf("members %s is empty; expected at least one device address", where))
+				ok = false
+			}
 			seen := map[string]bool{}
 			for j, v := range vals {
 				d := cfg.ByAddress[v]

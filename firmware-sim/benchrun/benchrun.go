@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mesibo-iot/mesibo-iot/firmware-sim/stack"
@@ -75,6 +76,12 @@ type Report struct {
 	Figures  []Figure
 	Sections []Section
 	Errors   []string // benchmarks that could not run, and why
+	// Foreign is the share of the machine's CPU time (0..1) that processes
+	// other than the run's used during each benchmark; Retried counts the
+	// measured turns that were repeated because it was above maxForeign.
+	Foreign map[string]float64
+	Order   []string
+	Retried int
 }
 
 type runner struct {
@@ -83,6 +90,10 @@ type runner struct {
 	mosq  *mosquitto
 	noop  string // directory with the gonoop module and a host
 	start time.Time
+
+	pidMu       sync.Mutex
+	pids        map[int]bool // processes the run started (for foreignMeter)
+	busyRetries int          // turns measured again because of outside load
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -108,6 +119,8 @@ func (r *runner) cmd(bench string) string {
 // Run runs the benchmarks and, if cfg.Doc is set, writes the document and
 // the plots. A benchmark that fails is reported in the document (and in
 // Report.Errors) and the others still run; the error returned joins them.
+// When ctx ends first, nothing is written (the plots of the benchmarks that
+// finished are).
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Root == "" {
 		root, err := stack.RepoRoot()
@@ -162,15 +175,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r.logf("== %s", n)
 		t0 := time.Now()
-		if err := benches[n](ctx); err != nil {
+		fm := r.meter()
+		err := benches[n](ctx)
+		if r.rep.Foreign == nil {
+			r.rep.Foreign = map[string]float64{}
+		}
+		r.rep.Foreign[n] = fm.foreign()
+		r.rep.Order = append(r.rep.Order, n)
+		if err != nil {
 			r.logf("%s failed: %v", n, err)
 			r.rep.Errors = append(r.rep.Errors, fmt.Sprintf("%s: %v", n, err))
 			errs = append(errs, fmt.Errorf("%s: %w", n, err))
 		}
-		r.logf("%s took %v", n, time.Since(t0).Round(100*time.Millisecond))
+		r.logf("%s took %v (other processes: %.0f%% of the machine)", n, time.Since(t0).Round(100*time.Millisecond), 100*r.rep.Foreign[n])
 	}
 	r.rep.Duration = time.Since(r.start)
-	if cfg.Doc != "" {
+	r.rep.Retried = r.busyRetries
+	// an interrupted run (signal, -timeout) leaves the document as it was
+	if cfg.Doc != "" && ctx.Err() == nil {
 		if err := writeDoc(cfg, r.rep); err != nil {
 			errs = append(errs, err)
 		}

@@ -20,6 +20,13 @@ func writeDoc(cfg Config, rep *Report) error {
 	}
 	fmt.Fprintf(&b, "## Machine\n\n| | |\n|---|---|\n| run | %s, %s, took %s |\n| CPUs | %d (`nproc`) |\n| CPU model | %s (`/proc/cpuinfo`) |\n| memory | %s |\n| kernel | Linux %s |\n| Go | %s |\n| load average at start | %s |\n| commit | %s |\n\n",
 		kind, m.Date.Format("2006-01-02 15:04 UTC"), rep.Duration.Round(time.Second), m.CPUs, orDash(m.CPUModel), orDash(m.MemTotal), orDash(m.Kernel), m.Go, m.Load, orDash(m.Commit))
+	if len(rep.Order) > 0 {
+		var parts []string
+		for _, n := range rep.Order {
+			parts = append(parts, fmt.Sprintf("%s %.0f %%", n, 100*rep.Foreign[n]))
+		}
+		fmt.Fprintf(&b, "Other processes on the machine used this share of its CPU time during each benchmark (`/proc/stat` less the run's own processes): %s. A measured turn during which they used more than %.0f %% was measured again (%d turns in this run).\n\n", strings.Join(parts, ", "), 100*maxForeign, rep.Retried)
+	}
 	b.WriteString("## Summary\n\n")
 	b.WriteString("| figure | ours | baseline | ratio | target | met? | command |\n|---|---|---|---:|---|---|---|\n")
 	for _, f := range rep.Figures {

@@ -179,6 +179,7 @@ type bareRT struct {
 	mu      sync.Mutex
 	sent    map[uint64]time.Time
 	lat     map[uint64]float64
+	last    time.Time // when the latest reply arrived
 	changed chan struct{}
 	id      atomic.Uint64
 }
@@ -242,6 +243,7 @@ func (b *bareRT) subscribeReplies() error {
 		if t, ok := b.sent[env.Reply.ID]; ok {
 			b.lat[env.Reply.ID] = float64(now.Sub(t).Nanoseconds()) / 1e3
 			delete(b.sent, env.Reply.ID)
+			b.last = now
 		}
 		b.mu.Unlock()
 		select {
@@ -315,19 +317,19 @@ func (b *bareRT) runStep(ctx context.Context, rate float64, d, drain time.Durati
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	el := time.Since(start).Seconds()
 	b.mu.Lock()
 	us := make([]float64, 0, len(b.lat))
 	for _, v := range b.lat {
 		us = append(us, v)
 	}
+	last := b.last
 	b.sent = map[uint64]time.Time{}
 	b.mu.Unlock()
 	s := step{Rate: rate, Sent: n, Answered: len(us), Lat: summarize(us)}
-	// the answers of a step that keeps up arrive within its send window
-	s.Achieved = float64(len(us)) / max(d.Seconds(), el-drain.Seconds())
-	if len(us) == n {
-		s.Achieved = float64(n) / d.Seconds()
+	// answers per second from the first request to the last answer (a
+	// publisher that cannot keep up stretches the send phase too)
+	if el := last.Sub(start).Seconds(); len(us) > 1 && el > 0 {
+		s.Achieved = float64(len(us)) / max(el, d.Seconds())
 	}
 	return s, nil
 }
@@ -422,6 +424,7 @@ func (r *runner) mqttRoundTrip(ctx context.Context) error {
 		return err
 	}
 	defer closeStack(st)
+	r.track(st.Host.Pid())
 	ours := &oursRT{h: st.Host, tp: tp, ndev: ndev, nusers: nusers, text: "set_interval 3600"}
 	// warm-up: every device answers once (the module saw them online)
 	ours.id.Store(0)
@@ -466,25 +469,26 @@ func (r *runner) mqttRoundTrip(ctx context.Context) error {
 	var dev0 step // bare requester → simulated devices, at the lowest load
 	oursSat, bareSat := false, false
 	for i, rate := range rates {
-		if oursSat && bareSat {
-			break
+		if oursSat || bareSat {
+			break // beyond the load one of them could carry there is nothing to compare
 		}
 		if i == 0 {
 			var so, sb, sd step
 			for k := 0; k < chunks; k++ {
-				x, err := ours.runStep(ctx, rate, chunkDur, drain)
-				if err != nil {
+				var xo, xb, xd step
+				if _, err := r.calm(ctx, "mqtt lowest-load turn", 4, func() (err error) {
+					if xo, err = ours.runStep(ctx, rate, chunkDur, drain); err != nil {
+						return err
+					}
+					if xb, err = bare.runStep(ctx, rate, chunkDur, drain); err != nil {
+						return err
+					}
+					xd, err = bdev.runStep(ctx, rate, chunkDur, drain)
+					return err
+				}); err != nil {
 					return err
 				}
-				so = mergeStep(so, x)
-				if x, err = bare.runStep(ctx, rate, chunkDur, drain); err != nil {
-					return err
-				}
-				sb = mergeStep(sb, x)
-				if x, err = bdev.runStep(ctx, rate, chunkDur, drain); err != nil {
-					return err
-				}
-				sd = mergeStep(sd, x)
+				so, sb, sd = mergeStep(so, xo), mergeStep(sb, xb), mergeStep(sd, xd)
 			}
 			so.Sat = so.Answered < so.Sent || so.Achieved < 0.9*rate
 			sb.Sat = sb.Answered < sb.Sent || sb.Achieved < 0.9*rate
@@ -494,25 +498,27 @@ func (r *runner) mqttRoundTrip(ctx context.Context) error {
 			continue
 		}
 		// interleaved: ours then bare at the same offered load
-		if !oursSat {
-			s, err := ours.runStep(ctx, rate, stepDur, drain)
-			if err != nil {
+		var so, sb step
+		if _, err := r.calm(ctx, fmt.Sprintf("mqtt step %.0f/s", rate), 3, func() (err error) {
+			if so, err = ours.runStep(ctx, rate, stepDur, drain); err != nil {
 				return err
 			}
-			s.Sat = s.Answered < s.Sent || s.Achieved < 0.9*rate
-			oursSat = s.Sat
-			ost = append(ost, s)
-			r.logf("mqtt ours  %6.0f/s: answered %d/%d, %.0f/s, p50 %s p99 %s p999 %s", rate, s.Answered, s.Sent, s.Achieved, fmtUS(s.Lat.P50), fmtUS(s.Lat.P99), fmtUS(s.Lat.P999))
+			sb, err = bare.runStep(ctx, rate, stepDur, drain)
+			return err
+		}); err != nil {
+			return err
 		}
-		if !bareSat {
-			s, err := bare.runStep(ctx, rate, stepDur, drain)
-			if err != nil {
-				return err
-			}
+		for _, x := range []struct {
+			name string
+			s    *step
+			sat  *bool
+			all  *[]step
+		}{{"ours", &so, &oursSat, &ost}, {"bare", &sb, &bareSat, &bst}} {
+			s := x.s
 			s.Sat = s.Answered < s.Sent || s.Achieved < 0.9*rate
-			bareSat = s.Sat
-			bst = append(bst, s)
-			r.logf("mqtt bare  %6.0f/s: answered %d/%d, %.0f/s, p50 %s p99 %s p999 %s", rate, s.Answered, s.Sent, s.Achieved, fmtUS(s.Lat.P50), fmtUS(s.Lat.P99), fmtUS(s.Lat.P999))
+			*x.sat = s.Sat
+			*x.all = append(*x.all, *s)
+			r.logf("mqtt %-4s %6.0f/s: answered %d/%d, %.0f/s, p50 %s p99 %s p999 %s", x.name, rate, s.Answered, s.Sent, s.Achieved, fmtUS(s.Lat.P50), fmtUS(s.Lat.P99), fmtUS(s.Lat.P999))
 		}
 	}
 	ho := handoff(ctx, rates[0], int(rates[0]*chunkDur.Seconds()))
@@ -534,26 +540,33 @@ func (r *runner) mqttRoundTrip(ctx context.Context) error {
 	var oursRates, bareRates, devRates []float64
 	oursDone, bareDone, devDone := 0, 0, 0
 	for k := 0; k < pipeRounds; k++ {
-		a := snap()
-		x, n, err := ours.pipelined(ctx, window, pipeDur)
-		if err != nil {
+		var a, b, c, d cpu
+		var xo, xb, xd float64
+		var no, nb, nd int
+		if _, err := r.calm(ctx, "mqtt pipelined turn", 4, func() (err error) {
+			a = snap()
+			if xo, no, err = ours.pipelined(ctx, window, pipeDur); err != nil {
+				return err
+			}
+			b = snap()
+			if xb, nb, err = bare.pipelined(ctx, window, pipeDur); err != nil {
+				return err
+			}
+			c = snap()
+			if xd, nd, err = bdev.pipelined(ctx, window, pipeDur); err != nil {
+				return err
+			}
+			d = snap()
+			return nil
+		}); err != nil {
 			return err
 		}
-		b := snap()
 		add(&c1, a, b)
-		oursRates, oursDone = append(oursRates, x), oursDone+n
-		if x, n, err = bare.pipelined(ctx, window, pipeDur); err != nil {
-			return err
-		}
-		c := snap()
 		add(&c2, b, c)
-		bareRates, bareDone = append(bareRates, x), bareDone+n
-		if x, n, err = bdev.pipelined(ctx, window, pipeDur); err != nil {
-			return err
-		}
-		d := snap()
 		add(&c3, c, d)
-		devRates, devDone = append(devRates, x), devDone+n
+		oursRates, oursDone = append(oursRates, xo), oursDone+no
+		bareRates, bareDone = append(bareRates, xb), bareDone+nb
+		devRates, devDone = append(devRates, xd), devDone+nd
 	}
 	oursPipe, barePipe, devPipe := median(oursRates), median(bareRates), median(devRates)
 	// c1, c2, c3 hold the totals; c0 is zero, so c1-c0 etc. read as before
@@ -589,7 +602,7 @@ func (r *runner) mqttRoundTrip(ctx context.Context) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**Ours:** a chat message `msg userK devJ <id> -- set_interval 3600` written to `mesibo-host`'s stdin; the module (log level warn, no rate limits) checks it, encodes the command and publishes it (QoS 1) on Mosquitto (loopback, `set_tcp_nodelay true`); one of %d simulated environment sensors (firmware-sim, one paho client each, `set_interval` answers at once) decodes it and publishes its reply (QoS 1); the module decodes it and sends the chat answer. Measured with `mesibo-host --stamp` from the host's on_message call to the module's send_message call of the final answer (host CLOCK_MONOTONIC), so the stdin/stdout pipes are not in the figure. %d senders, commands spread over the devices.\n\n", ndev, nusers)
 	b.WriteString("**Baseline (bare paho):** in the same run, on the same Mosquitto, two `paho.mqtt.golang` clients: the requester publishes the same CBOR command (QoS 1), the responder decodes it, encodes a reply and publishes it (QoS 1), the requester decodes it; timed from Publish to the reply's arrival.\n\n")
-	fmt.Fprintf(&b, "Open-loop load steps, up to saturation (answers < sent, or < 90 %% of the offered rate): the lowest (%.0f/s) in %d chunks of %v each for ours, bare paho and bare → simulated devices taking turns, pooled; the others %v each, ours then bare. Then pipelined runs of %v with %d requests outstanding (a new one for each answer), %d turn(s) each, median: the throughput figure.\n\n", rates[0], chunks, chunkDur, stepDur, pipeDur, window, pipeRounds)
+	fmt.Fprintf(&b, "Open-loop load steps, up to the first step at which either saturates (answers < sent, or < 90 %% of the offered rate; answers per second counted from the first request to the last answer): the lowest (%.0f/s) in %d chunks of %v each for ours, bare paho and bare → simulated devices taking turns, pooled; the others %v each, ours then bare. Then pipelined runs of %v with %d requests outstanding (a new one for each answer), %d turn(s) each, median: the throughput figure.\n\n", rates[0], chunks, chunkDur, stepDur, pipeDur, window, pipeRounds)
 	b.WriteString("| offered /s | ours answered | ours /s | ours p50 | p99 | p99.9 | bare answered | bare /s | bare p50 | p99 | p99.9 | p50 ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i := 0; i < max(len(ost), len(bst)); i++ {
 		row := []string{}

@@ -131,6 +131,7 @@ func (r *runner) pass(ctx context.Context) error {
 			return fmt.Errorf("%s host: %w", s.name, err)
 		}
 		hosts[i] = h
+		r.track(h.Pid())
 		if ev := h.Filter(func(e hostproc.Event) bool { return e.Kind == "load" }); len(ev) == 0 || ev[0].Arg(1) != "ok" {
 			return fmt.Errorf("%s did not load:\n%s", s.name, h.Transcript())
 		}

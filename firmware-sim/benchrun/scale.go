@@ -116,11 +116,13 @@ func (r *runner) scale(ctx context.Context) error {
 		return err
 	}
 	defer quitHost(h0)
+	r.track(h0.Pid())
 	h1, _, err := r.registered(ctx, dir, nreg, br.URL(), "  queue_size = 1000\n")
 	if err != nil {
 		return err
 	}
 	defer quitHost(h1)
+	r.track(h1.Pid())
 	loaded := time.Now()
 
 	// nact of the 10,000 registered devices run in the simulator, telemetry
@@ -142,6 +144,7 @@ func (r *runner) scale(ctx context.Context) error {
 	}
 	defer closeStack(st)
 	pid := st.Host.Pid()
+	r.track(pid)
 	sleepCtx(ctx, min(cpuWin, 5*time.Second)) // every device has sent a few
 	telSent := func() float64 {
 		n := 0
@@ -150,16 +153,24 @@ func (r *runner) scale(ctx context.Context) error {
 		}
 		return float64(n)
 	}
-	c0, _ := procCPU(pid)
-	i0, _ := procCPU(h1.Pid())
-	b0, _ := procCPU(br.pid())
-	t0, n0 := time.Now(), telSent()
-	sleepCtx(ctx, cpuWin)
-	c1, _ := procCPU(pid)
-	i1, _ := procCPU(h1.Pid())
-	b1, _ := procCPU(br.pid())
-	el := time.Since(t0).Seconds()
-	rate := (telSent() - n0) / el
+	var c0, c1, i0, i1, b0, b1 time.Duration
+	var t0 time.Time
+	var n0, el, rate float64
+	if _, err := r.calm(ctx, "scale CPU window", 3, func() error {
+		c0, _ = procCPU(pid)
+		i0, _ = procCPU(h1.Pid())
+		b0, _ = procCPU(br.pid())
+		t0, n0 = time.Now(), telSent()
+		sleepCtx(ctx, cpuWin)
+		c1, _ = procCPU(pid)
+		i1, _ = procCPU(h1.Pid())
+		b1, _ = procCPU(br.pid())
+		el = time.Since(t0).Seconds()
+		rate = (telSent() - n0) / el
+		return nil
+	}); err != nil {
+		return err
+	}
 	hostCore := (c1 - c0).Seconds() / el // cores
 	idleCore := (i1 - i0).Seconds() / el
 	brokerCore := (b1 - b0).Seconds() / el

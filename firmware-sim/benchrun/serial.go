@@ -140,6 +140,7 @@ func (r *runner) serialRoundTrip(ctx context.Context, n int) (latencies, float64
 		return latencies{}, 0, err
 	}
 	defer closeStack(st)
+	r.track(st.Host.Pid())
 	if err := st.Host.Send("login user1"); err != nil {
 		return latencies{}, 0, err
 	}
@@ -197,16 +198,17 @@ func (r *runner) serial(ctx context.Context) error {
 	}
 	var win, saw []serialTel
 	for k := 0; k < rounds; k++ { // interleaved: windowed (today), stop-and-wait (before)
-		w, err := serialThroughput(ctx, profiles, 0, d)
-		if err != nil {
+		var w, s serialTel
+		if _, err := r.calm(ctx, "serial throughput turn", 3, func() (err error) {
+			if w, err = serialThroughput(ctx, profiles, 0, d); err != nil {
+				return err
+			}
+			s, err = serialThroughput(ctx, profiles, 1, d)
+			return err
+		}); err != nil {
 			return err
 		}
-		win = append(win, w)
-		s, err := serialThroughput(ctx, profiles, 1, d)
-		if err != nil {
-			return err
-		}
-		saw = append(saw, s)
+		win, saw = append(win, w), append(saw, s)
 		r.logf("serial telemetry: window %.0f B/s (%.1f%%), stop-and-wait %.0f B/s (%.1f%%)", w.brIn, 100*w.brIn/wireRate, s.brIn, 100*s.brIn/wireRate)
 	}
 	med := func(xs []serialTel, f func(serialTel) float64) float64 {

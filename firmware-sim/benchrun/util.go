@@ -394,3 +394,123 @@ func runCmd(ctx context.Context, dir, name string, args ...string) (string, erro
 	out, err := c.CombinedOutput()
 	return string(out), err
 }
+
+// ---- other processes' load ----
+
+// cpuTotals reads the machine's busy and total CPU time from /proc/stat.
+func cpuTotals() (busy, total time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0
+	}
+	var v [10]uint64
+	for i := 1; i < len(f) && i <= 10; i++ {
+		v[i-1], _ = strconv.ParseUint(f[i], 10, 64)
+	}
+	// user nice system idle iowait irq softirq steal (guest is in user).
+	// Interrupt time is left out: the run's own network traffic is handled
+	// there and a process's stat does not count it. Steal is other
+	// tenants of the host.
+	busyT := v[0] + v[1] + v[2] + v[7]
+	totalT := busyT + v[3] + v[4] + v[5] + v[6]
+	const hz = 100
+	return time.Duration(busyT) * time.Second / hz, time.Duration(totalT) * time.Second / hz
+}
+
+// foreignMeter measures how much of the machine processes other than ours
+// (benchrun, the hosts it started, its Mosquitto) used over an interval:
+// the machine is shared, and a benchmark whose baseline and product turns
+// saw very different outside load is repeated.
+type foreignMeter struct {
+	pids              func() []int
+	busy0, total0, o0 time.Duration
+}
+
+func (r *runner) meter() *foreignMeter {
+	m := &foreignMeter{pids: r.ourPids}
+	m.busy0, m.total0 = cpuTotals()
+	m.o0 = m.ours()
+	return m
+}
+
+func (m *foreignMeter) ours() time.Duration {
+	d := selfCPU()
+	for _, p := range m.pids() {
+		if c, err := procCPU(p); err == nil {
+			d += c
+		}
+	}
+	return d
+}
+
+// foreign returns the share of the machine's CPU time (0..1) used by other
+// processes since the meter started.
+func (m *foreignMeter) foreign() float64 {
+	busy, total := cpuTotals()
+	o := m.ours()
+	dt := total - m.total0
+	if dt <= 0 {
+		return 0
+	}
+	f := float64((busy-m.busy0)-(o-m.o0)) / float64(dt)
+	return min(max(f, 0), 1)
+}
+
+// ourPids lists the processes the run started that are alive.
+func (r *runner) ourPids() []int {
+	r.pidMu.Lock()
+	defer r.pidMu.Unlock()
+	var out []int
+	for p := range r.pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err == nil {
+			out = append(out, p)
+		} else {
+			delete(r.pids, p)
+		}
+	}
+	if r.mosq != nil && r.mosq.alive() {
+		out = append(out, r.mosq.pid())
+	}
+	return out
+}
+
+func (r *runner) track(pid int) {
+	if pid <= 0 {
+		return
+	}
+	r.pidMu.Lock()
+	if r.pids == nil {
+		r.pids = map[int]bool{}
+	}
+	r.pids[pid] = true
+	r.pidMu.Unlock()
+}
+
+// maxForeign is the outside load above which a measured turn is repeated:
+// a fifth of the machine.
+const maxForeign = 0.2
+
+// calm runs f (one measured turn) until other processes used at most
+// maxForeign of the machine during it, at most tries times; it returns the
+// outside load of the turn it kept.
+func (r *runner) calm(ctx context.Context, what string, tries int, f func() error) (float64, error) {
+	var fl float64
+	for k := 0; k < tries; k++ {
+		m := r.meter()
+		if err := f(); err != nil {
+			return 0, err
+		}
+		fl = m.foreign()
+		if fl <= maxForeign || ctx.Err() != nil {
+			return fl, nil
+		}
+		r.logf("%s: other processes used %.0f%% of the machine; measuring again", what, 100*fl)
+		r.busyRetries++
+	}
+	return fl, nil
+}
