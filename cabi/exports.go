@@ -1,6 +1,9 @@
 // Command cabi is mesibo-iot's C ABI: built with -buildmode=c-shared it is
 // mesibo_mod_iot.so. trampoline.c holds the init entry point and the
 // per-revision callbacks; this file holds the Go side of each crossing.
+// on_message is decided in C (fastpath.c) and does not enter Go: the
+// module's own messages are queued in a C inbox that a goroutine per
+// instance drains (fastpath.go).
 //
 // Rules kept here: every export recovers panics and returns a safe value
 // (PASS for traffic); C never holds a Go pointer (the instance is a slot
@@ -36,6 +39,7 @@ func main() {}
 type instance struct {
 	inst *C.iot_instance_t // C memory, owned by this instance until cleanup
 	mod  *module.Module
+	fp   *fastPath // nil: the C fast path could not be set up
 }
 
 // cHost implements module.Host on top of the C trampolines.
@@ -145,18 +149,23 @@ func mesibo_iot_go_init(rev C.int, inst *C.iot_instance_t, n C.int64_t, names, v
 		}
 	}
 	items, opts := faultOptions(items)
+	items, holdUser := drainHold(items)
 	faultAt(opts, "init")
 	m, err := module.New(items, host, opts)
 	if err != nil {
 		host.Log(module.LevelError, "iot: refusing to load: "+err.Error()+explain(err))
 		return 0
 	}
-	slot := register(&instance{inst: inst, mod: m})
+	i := &instance{inst: inst, mod: m}
+	slot := register(i)
 	if slot == 0 {
 		_ = m.Close()
 		host.Log(module.LevelError, fmt.Sprintf("iot: refusing to load: %d instances are loaded already, the most one process takes", maxInstances))
 		return 0
 	}
+	// C installs the callbacks after this returns: the fast path is set up
+	// before the first on_message
+	i.fp = startFastPath(i, holdUser)
 	host.Log(module.LevelInfo, fmt.Sprintf("iot: loaded (ABI revision %s)", revName(int(rev))))
 	// Reading a large devices file leaves garbage several times the size of
 	// what is kept (10,000 devices: ~10 MiB kept, ~30 MiB more RSS). Give
@@ -184,11 +193,12 @@ func revName(rev int) string {
 	return "unknown"
 }
 
-// mesibo_iot_go_on_message is on_message for every revision. Messages that
-// are not for the module (almost all of them) PASS on the first lines:
-// Module.Passes reads an immutable table, cannot panic on any input and
-// does not allocate; only a message for the bridge, a device or a device
-// group pays for the recover and for building Params.
+// mesibo_iot_go_on_message is on_message for every revision when the C fast
+// path has no routing table (it could not be set up or built; fastpath.c
+// decides every message otherwise). Messages that are not for the module
+// PASS on the first lines: Module.Passes reads an immutable table, cannot
+// panic on any input and does not allocate; only a message for the bridge,
+// a device or a device group pays for the recover and for building Params.
 //
 //export mesibo_iot_go_on_message
 func mesibo_iot_go_on_message(h C.uintptr_t, p *C.iot_params_t, msg *C.char, n C.uint64_t) C.int64_t {
@@ -250,7 +260,11 @@ func mesibo_iot_go_on_login(h C.uintptr_t, addr *C.char, n C.uint64_t, online C.
 			res = 0
 		}
 	}()
-	i.mod.OnLogin(cstr(addr, n), online != 0)
+	a := cstr(addr, n)
+	if i.fp != nil && online != 0 && a == i.fp.holdUser {
+		i.fp.release()
+	}
+	i.mod.OnLogin(a, online != 0)
 	return 0
 }
 
@@ -266,8 +280,17 @@ func mesibo_iot_go_cleanup(h C.uintptr_t) (res C.int64_t) {
 			recovered(i.inst, "cleanup", r)
 			res = 0
 		}
-		C.iot_free_instance(i.inst)
+		if i.fp != nil {
+			i.mod.PublishRoutes(nil)
+		}
+		C.iot_free_instance(i.inst) // frees what the inbox still holds
 	}()
+	// C stopped queueing (iot_fp_close) before it called here
+	if i.fp != nil {
+		if n := i.fp.close(); n > 0 {
+			cHost{i.inst}.Log(module.LevelInfo, fmt.Sprintf("iot: cleanup: %d queued messages handed to the core", n))
+		}
+	}
 	faultAt(module.Options{Fault: i.faultHook()}, "cleanup")
 	_ = i.mod.Close()
 	return 0

@@ -12,3 +12,6 @@ func faultOptions(items []module.ConfigItem) ([]module.ConfigItem, module.Option
 func faultAt(module.Options, string) {}
 
 func (i *instance) faultHook() func(string) { return nil }
+
+// drainHold: production builds accept no test hold on the inbox.
+func drainHold(items []module.ConfigItem) ([]module.ConfigItem, string) { return items, "" }

@@ -58,3 +58,20 @@ func faultAt(o module.Options, point string) {
 }
 
 func (i *instance) faultHook() func(string) { return i.mod.FaultHook() }
+
+// drainHold takes the test-only key `fault_drain_hold = <user>` out of the
+// configuration: the inbox's drainer takes nothing until <user> logs in (or
+// the instance is cleaned up), so a test can fill the C inbox
+// (inbox_size) and see what a full one does.
+func drainHold(items []module.ConfigItem) ([]module.ConfigItem, string) {
+	user := ""
+	kept := items[:0:0]
+	for _, it := range items {
+		if strings.TrimSpace(it.Name) == "fault_drain_hold" {
+			user = strings.TrimSpace(it.Value)
+			continue
+		}
+		kept = append(kept, it)
+	}
+	return kept, user
+}

@@ -84,6 +84,15 @@ int64_t iot_log(iot_instance_t *inst, uint64_t level, const char *text) {
 
 /* ---- host → Go: doc revision ------------------------------------------ */
 
+static uintptr_t ctx_handle(void *ctx) { return ((iot_instance_t *)ctx)->handle; }
+
+/* cleanup: the fast path stops queueing (and PASSes everything) before Go
+ * tears the instance down; Go frees the instance (iot_free_instance). */
+static mesibo_int_t iot_cleanup(iot_instance_t *inst) {
+	iot_fp_close(inst);
+	return mesibo_iot_go_cleanup(inst->handle);
+}
+
 #define FILL_COMMON(np, p)                                                           \
 	do {                                                                         \
 		(np).aid = (p)->aid; (np).id = (p)->id; (np).refid = (p)->refid;     \
@@ -93,13 +102,23 @@ int64_t iot_log(iot_instance_t *inst, uint64_t level, const char *text) {
 		(np).tolen = slen((p)->to); (np).fromlen = slen((p)->from);          \
 	} while (0)
 
+/* on_message: the lengths are left to the fast path, which needs none to
+ * PASS a message that is not the module's (it hashes `to` as it reads it). */
+#define FILL_FAST(np, p)                                                             \
+	do {                                                                         \
+		(np).aid = (p)->aid; (np).id = (p)->id; (np).refid = (p)->refid;     \
+		(np).groupid = (p)->groupid; (np).flags = (p)->flags;                \
+		(np).type = (p)->type; (np).expiry = (p)->expiry; (np).status = 0;   \
+		(np).to = (p)->to ? (p)->to : ""; (np).from = (p)->from ? (p)->from : ""; \
+		(np).tolen = 0; (np).fromlen = 0;                                    \
+	} while (0)
+
 static mesibo_int_t doc_on_message(mesibo_module_t *mod, mesibo_message_params_t *p,
                                    const char *msg, mesibo_uint_t len) {
 	if (!mod || !p || !mod->ctx) return MESIBO_RESULT_PASS;
 	iot_params_t np;
-	FILL_COMMON(np, p);
-	np.status = 0;
-	return mesibo_iot_go_on_message((uintptr_t)mod->ctx, &np, (char *)msg, len);
+	FILL_FAST(np, p);
+	return iot_fp_on_message(mod->ctx, &np, msg, len);
 }
 
 static mesibo_int_t doc_on_message_status(mesibo_module_t *mod, mesibo_message_params_t *p,
@@ -108,20 +127,20 @@ static mesibo_int_t doc_on_message_status(mesibo_module_t *mod, mesibo_message_p
 	iot_params_t np;
 	FILL_COMMON(np, p);
 	np.status = status;
-	return mesibo_iot_go_on_status((uintptr_t)mod->ctx, &np);
+	return mesibo_iot_go_on_status(ctx_handle(mod->ctx), &np);
 }
 
 static mesibo_int_t doc_on_login(mesibo_module_t *mod, mesibo_login_params_t *u) {
 	if (!mod || !u || !mod->ctx) return MESIBO_RESULT_OK;
-	return mesibo_iot_go_on_login((uintptr_t)mod->ctx, u->address ? u->address : "",
+	return mesibo_iot_go_on_login(ctx_handle(mod->ctx), u->address ? u->address : "",
 	                              slen(u->address), u->online);
 }
 
 static mesibo_int_t doc_cleanup(mesibo_module_t *mod) {
 	if (!mod || !mod->ctx) return MESIBO_RESULT_OK;
-	uintptr_t h = (uintptr_t)mod->ctx;
+	iot_instance_t *inst = mod->ctx;
 	mod->ctx = NULL;
-	return mesibo_iot_go_cleanup(h);
+	return iot_cleanup(inst);
 }
 
 /* ---- host → Go: r2019 --------------------------------------------------- */
@@ -130,9 +149,8 @@ static mesibo_int_t r19_on_message(r19_module_t *mod, r19_params_t *p, char *msg
                                    mesibo_uint_t len) {
 	if (!mod || !p || !mod->ctx) return MESIBO_RESULT_PASS;
 	iot_params_t np;
-	FILL_COMMON(np, p);
-	np.status = 0;
-	return mesibo_iot_go_on_message((uintptr_t)mod->ctx, &np, msg, len);
+	FILL_FAST(np, p);
+	return iot_fp_on_message(mod->ctx, &np, msg, len);
 }
 
 static mesibo_int_t r19_on_message_status(r19_module_t *mod, r19_params_t *p,
@@ -141,20 +159,20 @@ static mesibo_int_t r19_on_message_status(r19_module_t *mod, r19_params_t *p,
 	iot_params_t np;
 	FILL_COMMON(np, p);
 	np.status = status;
-	return mesibo_iot_go_on_status((uintptr_t)mod->ctx, &np);
+	return mesibo_iot_go_on_status(ctx_handle(mod->ctx), &np);
 }
 
 static mesibo_int_t r19_on_login(r19_module_t *mod, rev_user_t *u) {
 	if (!mod || !u || !mod->ctx) return MESIBO_RESULT_OK;
-	return mesibo_iot_go_on_login((uintptr_t)mod->ctx, u->address ? u->address : "",
+	return mesibo_iot_go_on_login(ctx_handle(mod->ctx), u->address ? u->address : "",
 	                              slen(u->address), u->online);
 }
 
 static mesibo_int_t r19_cleanup(r19_module_t *mod) {
 	if (!mod || !mod->ctx) return MESIBO_RESULT_OK;
-	uintptr_t h = (uintptr_t)mod->ctx;
+	iot_instance_t *inst = mod->ctx;
 	mod->ctx = NULL;
-	return mesibo_iot_go_cleanup(h);
+	return iot_cleanup(inst);
 }
 
 /* ---- host → Go: r2020 --------------------------------------------------- */
@@ -163,9 +181,8 @@ static mesibo_int_t r20_on_message(r20_module_t *mod, r20_params_t *p, char *msg
                                    mesibo_uint_t len) {
 	if (!mod || !p || !mod->ctx) return MESIBO_RESULT_PASS;
 	iot_params_t np;
-	FILL_COMMON(np, p);
-	np.status = 0;
-	return mesibo_iot_go_on_message((uintptr_t)mod->ctx, &np, msg, len);
+	FILL_FAST(np, p);
+	return iot_fp_on_message(mod->ctx, &np, msg, len);
 }
 
 static mesibo_int_t r20_on_message_status(r20_module_t *mod, r20_params_t *p) {
@@ -173,20 +190,20 @@ static mesibo_int_t r20_on_message_status(r20_module_t *mod, r20_params_t *p) {
 	iot_params_t np;
 	FILL_COMMON(np, p);
 	np.status = p->status;
-	return mesibo_iot_go_on_status((uintptr_t)mod->ctx, &np);
+	return mesibo_iot_go_on_status(ctx_handle(mod->ctx), &np);
 }
 
 static mesibo_int_t r20_on_login(r20_module_t *mod, rev_user_t *u) {
 	if (!mod || !u || !mod->ctx) return MESIBO_RESULT_OK;
-	return mesibo_iot_go_on_login((uintptr_t)mod->ctx, u->address ? u->address : "",
+	return mesibo_iot_go_on_login(ctx_handle(mod->ctx), u->address ? u->address : "",
 	                              slen(u->address), u->online);
 }
 
 static mesibo_int_t r20_cleanup(r20_module_t *mod) {
 	if (!mod || !mod->ctx) return MESIBO_RESULT_OK;
-	uintptr_t h = (uintptr_t)mod->ctx;
+	iot_instance_t *inst = mod->ctx;
 	mod->ctx = NULL;
-	return mesibo_iot_go_cleanup(h);
+	return iot_cleanup(inst);
 }
 
 /* ---- init ---------------------------------------------------------------- */
@@ -300,7 +317,7 @@ mesibo_int_t mesibo_module_iot_init(mesibo_int_t version, void *mod, mesibo_uint
 	free(names);
 	free(values);
 	if (!h) {
-		free(inst); /* Go logged why */
+		iot_free_instance(inst); /* Go logged why */
 		return MESIBO_RESULT_FAIL;
 	}
 	inst->handle = h;
@@ -311,7 +328,7 @@ mesibo_int_t mesibo_module_iot_init(mesibo_int_t version, void *mod, mesibo_uint
 		m->version = MESIBO_MODULE_VERSION;
 		m->flags = 0;
 		m->name = "iot";
-		m->ctx = (void *)h;
+		m->ctx = inst;
 		m->cleanup = doc_cleanup;
 		m->on_message = doc_on_message;
 		m->on_message_status = doc_on_message_status;
@@ -324,7 +341,7 @@ mesibo_int_t mesibo_module_iot_init(mesibo_int_t version, void *mod, mesibo_uint
 		m->flags = 0;
 		m->name = "iot";
 		m->description = "mesibo-iot: chat with robots and IoT devices";
-		m->ctx = (void *)h;
+		m->ctx = inst;
 		m->on_cleanup = r19_cleanup;
 		m->on_message = r19_on_message;
 		m->on_message_status = r19_on_message_status;
@@ -337,7 +354,7 @@ mesibo_int_t mesibo_module_iot_init(mesibo_int_t version, void *mod, mesibo_uint
 		m->flags = 0;
 		m->name = "iot";
 		m->description = "mesibo-iot: chat with robots and IoT devices";
-		m->ctx = (void *)h;
+		m->ctx = inst;
 		m->on_cleanup = r20_cleanup;
 		m->on_message = r20_on_message;
 		m->on_message_status = r20_on_message_status;
@@ -348,4 +365,8 @@ mesibo_int_t mesibo_module_iot_init(mesibo_int_t version, void *mod, mesibo_uint
 	return MESIBO_RESULT_OK;
 }
 
-void iot_free_instance(iot_instance_t *inst) { free(inst); }
+void iot_free_instance(iot_instance_t *inst) {
+	if (!inst) return;
+	iot_fp_destroy(inst);
+	free(inst);
+}

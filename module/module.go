@@ -51,6 +51,61 @@ type routes struct {
 	filter  addrFilter // the bridge's and the devices' addresses: most misses end here
 }
 
+// RouteSet is what Passes decides on, as plain data: the bridge's address
+// (first) and the devices' addresses, and the device groups' ids. The C ABI
+// keeps a copy of it so that mesibo's threads can tell the module's messages
+// from the rest without entering Go (see PublishRoutes).
+type RouteSet struct {
+	Addresses []string // Addresses[0] is the bridge's
+	Groups    []uint64
+}
+
+func (r *routes) set() RouteSet {
+	s := RouteSet{Addresses: make([]string, 0, len(r.devices)+1), Groups: make([]uint64, 0, len(r.groups))}
+	s.Addresses = append(s.Addresses, r.bridge)
+	for a := range r.devices {
+		s.Addresses = append(s.Addresses, a)
+	}
+	for id := range r.groups {
+		s.Groups = append(s.Groups, id)
+	}
+	return s
+}
+
+// routeTable holds the current routing table. Load is one atomic load;
+// Store (at New and at every reload) also hands the new table to the hook
+// PublishRoutes set, under a mutex, so the hook sees the tables in the
+// order they were stored and never misses the last one.
+type routeTable struct {
+	p    atomic.Pointer[routes]
+	mu   sync.Mutex
+	hook func(RouteSet)
+}
+
+func (t *routeTable) Load() *routes { return t.p.Load() }
+
+func (t *routeTable) Store(r *routes) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.p.Store(r)
+	if t.hook != nil {
+		t.hook(r.set())
+	}
+}
+
+// PublishRoutes calls fn with the current routing table now and with every
+// new one from then on (reloads, on the core goroutine), until it is called
+// again (nil: stop). The C ABI uses it to keep its own copy of what Passes
+// decides on.
+func (m *Module) PublishRoutes(fn func(RouteSet)) {
+	m.routes.mu.Lock()
+	defer m.routes.mu.Unlock()
+	m.routes.hook = fn
+	if r := m.routes.p.Load(); fn != nil && r != nil {
+		fn(r.set())
+	}
+}
+
 // Module is one instance of mesibo-iot. mesibo may load the module twice with
 // different configuration: each instance is independent.
 type Module struct {
@@ -59,7 +114,7 @@ type Module struct {
 	opts Options
 	now  func() time.Time
 
-	routes atomic.Pointer[routes]
+	routes routeTable
 
 	events chan event // bounded; the core goroutine drains it
 	ctx    context.Context
@@ -288,17 +343,77 @@ func (m *Module) OnLogin(address string, online bool) {
 	m.post(event{kind: evLogin, p: Params{From: cloneString(address)}, online: online})
 }
 
+// AcceptCopied hands the module a message for the bridge, a device or a
+// device group that the caller has already copied out of mesibo's buffers
+// and owns no more: p's strings and body are kept as they are (no second
+// copy). tooLong says the message was longer than max_message (body is then
+// empty). spent is how long the caller's on_message took for it (observed
+// in mesibo_iot_callback_seconds; 0: not measured).
+//
+// The C ABI's drainer goroutine calls it for the messages mesibo's threads
+// queued in the C inbox (cabi/fastpath.c): unlike OnMessage it runs on a Go
+// goroutine of the module's own, so it waits for room in the core's queue
+// (or for the module to stop) instead of answering "busy" — the C inbox in
+// front of it is where a full queue is answered busy (Busy).
+func (m *Module) AcceptCopied(p Params, body []byte, tooLong bool, spent time.Duration) {
+	m.fault("on_message")
+	if m.closed.Load() {
+		return
+	}
+	ev := event{kind: evChat, p: p, at: m.now()}
+	if tooLong {
+		ev.kind = evTooLong
+	} else {
+		ev.body = body
+	}
+	select {
+	case m.events <- ev:
+	case <-m.ctx.Done():
+		return
+	}
+	if spent > 0 {
+		m.metrics.callback.Observe(spent.Seconds())
+	}
+}
+
+// Busy answers a message for the bridge, a device or a device group that
+// could not be queued because the C inbox (inbox_size messages) was full:
+// what post does when the core's queue is full. tooLong as for AcceptCopied.
+// Called on mesibo's thread; p's strings are only read during the call.
+func (m *Module) Busy(p *Params, tooLong bool) {
+	if m.closed.Load() {
+		return
+	}
+	ev := event{kind: evChat, p: p.Clone()}
+	if tooLong {
+		ev.kind = evTooLong
+	}
+	m.dropped(ev, "inbox")
+}
+
+// NotTaken answers a consumed message that could not be handed to the
+// core because of an internal error (a recovered panic, logged with its
+// stack): the sender learns it was not run and may send it again.
+func (m *Module) NotTaken(p *Params) {
+	m.metrics.queueDropped.WithLabelValues(evChat.String()).Inc()
+	m.sendText(p, "The bridge could not take this message because of an internal error (logged); it was not run. Please send it again.", 0)
+}
+
 // post never blocks: when the core's queue is full the event is dropped with
 // a log line and a metric (a chat message gets a "busy" answer).
 func (m *Module) post(ev event) {
 	select {
 	case m.events <- ev:
 	default:
-		m.metrics.queueDropped.WithLabelValues(ev.kind.String()).Inc()
-		m.logf(LevelWarn, "iot: core queue full (%d); dropped %s", cap(m.events), ev.kind)
-		if ev.kind == evChat || ev.kind == evTooLong {
-			m.sendText(&ev.p, "The bridge is busy; please try again in a moment.", 0)
-		}
+		m.dropped(ev, "core queue")
+	}
+}
+
+func (m *Module) dropped(ev event, queue string) {
+	m.metrics.queueDropped.WithLabelValues(ev.kind.String()).Inc()
+	m.logf(LevelWarn, "iot: %s full (%d); dropped %s", queue, cap(m.events), ev.kind)
+	if ev.kind == evChat || ev.kind == evTooLong {
+		m.sendText(&ev.p, "The bridge is busy; please try again in a moment.", 0)
 	}
 }
 

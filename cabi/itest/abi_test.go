@@ -244,3 +244,187 @@ func TestOnlyProtocolOnStdout(t *testing.T) {
 		t.Fatalf("stderr: %q", s)
 	}
 }
+
+// fastPathConf writes a devices file with the given device lines and
+// returns a mesibo.conf block for the module using it (embedded broker, so
+// no Mosquitto is needed: the devices need not be online for these tests).
+func fastPathConf(t *testing.T, address string, devices ...string) (conf, devicesFile string) {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	devicesFile = filepath.Join(t.TempDir(), "devices.yaml")
+	writeDevices(t, devicesFile, root, devices...)
+	conf = fmt.Sprintf("module iot {\n address = %s\n devices = %s\n admins = alice\n metrics_listen = off\n reload_interval = off\n"+
+		" mqtt_broker = embedded\n mqtt_listen = 127.0.0.1:0\n log_level = debug\n}\n", address, devicesFile)
+	return conf, devicesFile
+}
+
+// writeDevices writes a devices file: each device is an address, a rover on
+// MQTT; group 4001 holds them all.
+func writeDevices(t *testing.T, path, root string, devices ...string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "version: 1\nprofiles: [\"%s/examples/profiles/*.yaml\"]\ndevices:\n", root)
+	for k, d := range devices {
+		fmt.Fprintf(&b, "  - {address: %s, id: rover-%03d, profile: rover, transport: mqtt, owners: [alice]}\n", d, k+1)
+	}
+	if len(devices) > 0 {
+		fmt.Fprintf(&b, "groups:\n  - {name: all, group_id: 4001, members: [%s]}\n", strings.Join(devices, ", "))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// decisions returns, for the message with id, the results of the modules
+// that saw it, in the order they were called.
+func decisions(h *hostproc.Host, id string) []string {
+	var out []string
+	for _, e := range h.Filter(func(e hostproc.Event) bool { return e.Kind == "decision" && e.Field("id") == id }) {
+		out = append(out, e.Field("result"))
+	}
+	return out
+}
+
+func wantDecisions(t *testing.T, h *hostproc.Host, id string, want ...string) {
+	t.Helper()
+	if got := decisions(h, id); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("message %s: decisions %v, want %v", id, got, want)
+	}
+}
+
+func answer(t *testing.T, h *hostproc.Host, to, refid string) hostproc.Event {
+	t.Helper()
+	return wait(t, h, "answer to "+refid, func(e hostproc.Event) bool {
+		return e.Kind == "deliver" && e.Arg(0) == to && e.Field("refid") == refid
+	})
+}
+
+// TestFastPathUnderEachABI: on_message is decided in C (cabi/fastpath.c)
+// under every revision: a command to a device, a message to the bridge, a
+// group message to a device group and an oversized message are consumed and
+// answered; messages to anyone else, and to other groups, PASS.
+func TestFastPathUnderEachABI(t *testing.T) {
+	long := strings.Repeat("x", 5000) // max_message is 4096
+	for _, abi := range abis {
+		t.Run(abi, func(t *testing.T) {
+			conf, _ := fastPathConf(t, "iot", "robot1", "robot2")
+			h := start(t, abi, conf, "")
+			h.Login("alice")
+			h.Login("bob")
+			h.Msg("alice", "robot1", 1, "help")
+			h.Msg("alice", "iot", 2, "ping")
+			h.Msg("alice", "rovers", 3, "help", "group=4001")
+			h.Msg("alice", "robot2", 4, long)
+			h.Msg("alice", "bob", 5, "hello")
+			h.Msg("alice", "robot", 6, "not a device")
+			h.Msg("alice", "robot12", 7, "not a device")
+			h.Msg("alice", "bob", 8, "other group", "group=4002")
+			sync(t, h)
+			for _, id := range []string{"1", "2", "3", "4"} {
+				wantDecisions(t, h, id, "CONSUMED")
+			}
+			for _, id := range []string{"5", "6", "7", "8"} {
+				wantDecisions(t, h, id, "PASS")
+			}
+			if a := answer(t, h, "alice", "1"); a.Field("from") != "robot1" {
+				t.Fatalf("device answer %q", a.Raw)
+			}
+			if a := answer(t, h, "alice", "2"); !strings.HasPrefix(a.Text, "pong mesibo-iot ") || a.Field("from") != "iot" {
+				t.Fatalf("bridge answer %q", a.Raw)
+			}
+			wait(t, h, "the group message as a command to robot2", func(e hostproc.Event) bool {
+				return e.Kind == "log" && strings.Contains(e.Text, "key alice/3/robot2)")
+			})
+			if a := answer(t, h, "alice", "4"); !strings.Contains(a.Text, "too long") {
+				t.Fatalf("oversized message: answer %q", a.Raw)
+			}
+			wait(t, h, "delivery to bob", func(e hostproc.Event) bool { return e.Kind == "deliver" && e.Arg(0) == "bob" && e.Field("id") == "5" })
+		})
+	}
+}
+
+// TestReloadUpdatesFastPath: a reload that adds and removes devices changes
+// what C consumes and what it passes.
+func TestReloadUpdatesFastPath(t *testing.T) {
+	conf, file := fastPathConf(t, "iot", "robot1")
+	h := start(t, "r2020", conf, "")
+	h.Login("alice")
+	h.Msg("alice", "robot1", 1, "help")
+	h.Msg("alice", "robot2", 2, "help")
+	h.Msg("alice", "bob", 3, "hello", "group=4001")
+	sync(t, h)
+	wantDecisions(t, h, "1", "CONSUMED")
+	wantDecisions(t, h, "2", "PASS")
+	wantDecisions(t, h, "3", "CONSUMED")
+
+	root, _ := filepath.Abs("../..")
+	writeDevices(t, file, root, "robot2", "robot3")
+	h.Msg("alice", "iot", 10, "reload")
+	if a := answer(t, h, "alice", "10"); !strings.Contains(a.Text, "reloaded") {
+		t.Fatalf("reload: %q", a.Raw)
+	}
+	h.Msg("alice", "robot1", 11, "help")
+	h.Msg("alice", "robot2", 12, "help")
+	h.Msg("alice", "robot3", 13, "help")
+	sync(t, h)
+	wantDecisions(t, h, "11", "PASS")
+	wantDecisions(t, h, "12", "CONSUMED")
+	wantDecisions(t, h, "13", "CONSUMED")
+	answer(t, h, "alice", "12")
+	answer(t, h, "alice", "13")
+
+	writeDevices(t, file, root) // no devices, no groups
+	h.Msg("alice", "iot", 20, "reload")
+	if a := answer(t, h, "alice", "20"); !strings.Contains(a.Text, "reloaded") {
+		t.Fatalf("reload: %q", a.Raw)
+	}
+	h.Msg("alice", "robot2", 21, "help")
+	h.Msg("alice", "bob", 22, "hello", "group=4001")
+	h.Msg("alice", "iot", 23, "ping")
+	sync(t, h)
+	wantDecisions(t, h, "21", "PASS")
+	wantDecisions(t, h, "22", "PASS")
+	wantDecisions(t, h, "23", "CONSUMED")
+	answer(t, h, "alice", "23")
+}
+
+// TestTwoInstancesOwnTables: two instances, each with its own devices; each
+// consumes only its own, and a reload of one leaves the other's table as it
+// was.
+func TestTwoInstancesOwnTables(t *testing.T) {
+	confA, fileA := fastPathConf(t, "iot", "robot1")
+	confB, _ := fastPathConf(t, "lab", "robot2")
+	h := start(t, "doc", confA+confB, "")
+	h.Login("alice")
+	h.Msg("alice", "robot1", 1, "help")
+	h.Msg("alice", "robot2", 2, "help")
+	h.Msg("alice", "robot3", 3, "help")
+	h.Msg("alice", "lab", 4, "ping")
+	sync(t, h)
+	wantDecisions(t, h, "1", "CONSUMED")         // the first instance
+	wantDecisions(t, h, "2", "PASS", "CONSUMED") // the second
+	wantDecisions(t, h, "3", "PASS", "PASS")
+	wantDecisions(t, h, "4", "PASS", "CONSUMED")
+	answer(t, h, "alice", "1")
+	answer(t, h, "alice", "2")
+	if a := answer(t, h, "alice", "4"); a.Field("from") != "lab" {
+		t.Fatalf("pong %q", a.Raw)
+	}
+
+	root, _ := filepath.Abs("../..")
+	writeDevices(t, fileA, root, "robot3")
+	h.Msg("alice", "iot", 10, "reload")
+	if a := answer(t, h, "alice", "10"); !strings.Contains(a.Text, "reloaded") {
+		t.Fatalf("reload: %q", a.Raw)
+	}
+	h.Msg("alice", "robot1", 11, "help")
+	h.Msg("alice", "robot2", 12, "help")
+	h.Msg("alice", "robot3", 13, "help")
+	sync(t, h)
+	wantDecisions(t, h, "11", "PASS", "PASS")
+	wantDecisions(t, h, "12", "PASS", "CONSUMED")
+	wantDecisions(t, h, "13", "CONSUMED")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,7 +18,10 @@ import (
 // TestPanicsLeaveHostRunning loads the fault-injection build of the module
 // (build/fault/mesibo_mod_iot.so, built with -tags faultinject) and makes
 // each callback and goroutine panic in turn: the host must keep running and
-// the module must log the recovered panic.
+// the module must log the recovered panic. The "on_message" point is the
+// accept path's (Module.AcceptCopied): it now runs on the inbox's drainer
+// goroutine (cabi/fastpath.go), not on mesibo's thread, and is logged as
+// "recovered panic in on_message" there.
 func TestPanicsLeaveHostRunning(t *testing.T) {
 	faultDir := filepath.Join(buildDir(t), "fault")
 	for _, point := range []string{"init", "on_message", "on_message_status", "on_login", "worker", "timers", "cleanup"} {
@@ -52,6 +56,35 @@ func TestPanicsLeaveHostRunning(t *testing.T) {
 					return e.Kind == "log" && strings.Contains(e.Text, "recovered panic in cleanup")
 				})
 				wait(t, h, "bye", func(e hostproc.Event) bool { return e.Kind == "bye" })
+			}
+		})
+	}
+}
+
+// TestAcceptPanicContained: a panic on the accept path (in the inbox's
+// drainer) is logged, the sender is told that message was not taken (not
+// run, send it again), and the drainer goes on: the next message is
+// answered.
+func TestAcceptPanicContained(t *testing.T) {
+	for _, abi := range abis {
+		t.Run(abi, func(t *testing.T) {
+			conf := "module iot {\n metrics_listen = off\n fault_inject = on_message:1\n}\n"
+			h := start(t, abi, conf, filepath.Join(buildDir(t), "fault"))
+			h.Login("alice")
+			h.Msg("alice", "iot", 1, "ping")
+			wait(t, h, "recovered panic logged", func(e hostproc.Event) bool {
+				return e.Kind == "log" && strings.Contains(e.Text, "recovered panic in on_message: injected fault at on_message")
+			})
+			h.Msg("alice", "iot", 2, "ping")
+			if a := answer(t, h, "alice", "2"); !strings.HasPrefix(a.Text, "pong ") {
+				t.Fatalf("after the panic: %q", a.Raw)
+			}
+			if a := answer(t, h, "alice", "1"); !strings.Contains(a.Text, "internal error") || !strings.Contains(a.Text, "not run") {
+				t.Fatalf("the message that panicked: %q", a.Raw)
+			}
+			sync(t, h)
+			if n := len(h.Filter(func(e hostproc.Event) bool { return e.Kind == "deliver" && e.Field("refid") == "1" })); n != 1 {
+				t.Fatalf("the message that panicked got %d answers; want 1", n)
 			}
 		})
 	}
@@ -176,4 +209,76 @@ func TestGoroutinePanicsLeaveHostRunning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInboxFullAnsweredBusy fills the C inbox (inbox_size 16) while its
+// drainer is held (fault_drain_hold, test builds only): the 16 messages that
+// fit are consumed and queued, the next ones are answered "busy" at once
+// (not queued); when the drainer goes, the queued ones are answered in the
+// order they came, none lost or answered twice.
+func TestInboxFullAnsweredBusy(t *testing.T) {
+	for _, abi := range abis {
+		t.Run(abi, func(t *testing.T) {
+			conf := "module iot {\n metrics_listen = off\n inbox_size = 16\n fault_drain_hold = go\n}\n"
+			h := start(t, abi, conf, filepath.Join(buildDir(t), "fault"))
+			h.Login("alice")
+			for id := uint64(1); id <= 20; id++ {
+				h.Msg("alice", "iot", id, "ping")
+			}
+			h.Msg("alice", "bob", 21, "not for the module")
+			sync(t, h)
+			for id := 1; id <= 20; id++ {
+				wantDecisions(t, h, strconv.Itoa(id), "CONSUMED")
+			}
+			wantDecisions(t, h, "21", "PASS")
+			for id := 17; id <= 20; id++ {
+				if a := answer(t, h, "alice", strconv.Itoa(id)); !strings.Contains(a.Text, "The bridge is busy") {
+					t.Fatalf("message %d: %q, want busy", id, a.Raw)
+				}
+			}
+			if n := len(h.Filter(func(e hostproc.Event) bool { return e.Kind == "deliver" && e.Arg(0) == "alice" })); n != 4 {
+				t.Fatalf("%d answers before the drainer ran, want the 4 busy ones", n)
+			}
+			h.Login("go") // releases the drainer
+			answer(t, h, "alice", "16")
+			sync(t, h)
+			var refids []string
+			for _, e := range h.Filter(func(e hostproc.Event) bool { return e.Kind == "deliver" && e.Arg(0) == "alice" }) {
+				if strings.HasPrefix(e.Text, "pong ") {
+					refids = append(refids, e.Field("refid"))
+				}
+			}
+			var want []string
+			for id := 1; id <= 16; id++ {
+				want = append(want, strconv.Itoa(id))
+			}
+			if strings.Join(refids, ",") != strings.Join(want, ",") {
+				t.Fatalf("pongs for %v, want %v", refids, want)
+			}
+		})
+	}
+}
+
+// TestCleanupWithQueuedMessages quits the host while messages wait in the C
+// inbox (the drainer is held): cleanup stops the fast path, hands them to
+// the core and frees them (make sanitize runs this under ASan/LeakSanitizer),
+// and the host exits cleanly.
+func TestCleanupWithQueuedMessages(t *testing.T) {
+	conf := "module iot {\n metrics_listen = off\n inbox_size = 16\n fault_drain_hold = nobody\n}\n"
+	h := start(t, "r2019", conf, filepath.Join(buildDir(t), "fault"))
+	h.Login("alice")
+	for id := uint64(1); id <= 10; id++ {
+		h.Msg("alice", "iot", id, "ping "+strings.Repeat("x", int(id)*100))
+	}
+	sync(t, h)
+	for id := 1; id <= 10; id++ {
+		wantDecisions(t, h, strconv.Itoa(id), "CONSUMED")
+	}
+	if err := quit(h); err != nil {
+		t.Fatalf("host exit: %v", err)
+	}
+	wait(t, h, "queued messages at cleanup", func(e hostproc.Event) bool {
+		return e.Kind == "log" && strings.Contains(e.Text, "cleanup: 10 queued messages handed to the core")
+	})
+	wait(t, h, "bye", func(e hostproc.Event) bool { return e.Kind == "bye" })
 }
