@@ -26,19 +26,84 @@ import (
 // bridge opens (through the stable symlink). The simulator keeps the slave
 // open too (set to raw mode, never read), so the bridge closing and
 // reopening the port does not hang up the master.
+//
+// With a baud rate the pty is paced like a serial line in both directions
+// (10 bits a byte, 8N1), never faster:
+//
+//   - Device → bridge: the device's writes go into a UART transmit buffer
+//     (txBuffer bytes, as an MCU's interrupt-driven UART driver has) and a
+//     write returns once its last byte is in it, as on the device. The line
+//     goroutine (txLoop) hands each chunk to the master when the line would
+//     have carried its last byte. The schedule is absolute: a byte starts
+//     when the one before it ends, or when it was written if the line was
+//     idle by then; a timer that fires late delays a delivery, never the
+//     bytes after it. So the line runs back to back while the device keeps
+//     its buffer non-empty, whatever the host's timer and scheduling
+//     latency.
+//   - Bridge → device: the reader stamps each read with its arrival time and
+//     rxLoop hands it to the device when the line would have carried it,
+//     on the same kind of schedule.
 type ptyPair struct {
 	master *os.File // pollable: Close unblocks Read, deadlines work
 	slave  *os.File
 	path   string
 	baud   int
 
-	wmu      sync.Mutex
-	cur      *sessionPort // guarded by wmu
-	lineFree time.Time    // guarded by wmu: when the line to the bridge has carried what was written
-	inFree   time.Time    // reader only: when the line from the bridge has carried what was read
-	dead     chan struct{}
-	closing  chan struct{} // closed by close: stops a paced wait
-	once     sync.Once
+	wmu     sync.Mutex
+	cur     *sessionPort // guarded by wmu
+	tx      txLine       // the line to the bridge (paced)
+	rx      chan rxChunk // reader → rxLoop (paced)
+	inFree  time.Time    // rxLoop only: when the line from the bridge has carried what was read
+	dead    chan struct{}
+	closing chan struct{} // closed by close: stops a paced wait
+	once    sync.Once
+}
+
+// txBuffer is the simulated device's UART transmit buffer: a write returns
+// once what it wrote fits in it (Arduino's HardwareSerial has 64 bytes;
+// ESP-IDF's driver takes what the firmware gives it, often 1 or 2 KiB).
+// One full-size frame: the line keeps running while the device's link
+// loop gets the next frame ready, and a stall of the simulator's
+// goroutines shorter than the buffer's line time (89 ms at 115200) does
+// not idle the line.
+const txBuffer = 1024
+
+// maxUndelivered bounds the bytes written and not yet handed to the master
+// (which takes them at once unless the bridge's side of the pty is full).
+const maxUndelivered = 16 << 10
+
+// lineChunkTime bounds the line time of one delivery to the other end: a
+// long frame arrives in pieces as the line carries it, not all at its end.
+const lineChunkTime = 10 * time.Millisecond
+
+// lineStall: a master write that takes this long (the bridge's side of the
+// pty is full: nobody reads it) loses its bytes, as a UART's bytes are lost
+// when nobody listens. The device's writes block (and time out) only once
+// maxUndelivered bytes wait.
+const lineStall = 2 * time.Second
+
+// txLine is the device's side of the line to the bridge: bytes written and
+// not yet handed to the master, each chunk with the time the line has
+// carried its last byte.
+type txLine struct {
+	mu       sync.Mutex
+	q        []lineChunk
+	pending  int           // bytes in q and being handed over
+	free     time.Time     // when the line has carried everything in q
+	gen      uint64        // bumped by reset (a new session: the buffer is emptied)
+	err      error         // the master failed: every write fails
+	kick     chan struct{} // cap 1: q got bytes
+	progress chan struct{} // closed (and replaced) when bytes leave the buffer
+}
+
+type lineChunk struct {
+	b  []byte
+	at time.Time // the line has carried the chunk's last byte
+}
+
+type rxChunk struct {
+	b  []byte
+	at time.Time // read from the master (written by the bridge)
 }
 
 func openPty(baud int) (*ptyPair, error) {
@@ -67,7 +132,11 @@ func openPty(baud int) (*ptyPair, error) {
 		s.Close()
 		return nil, fmt.Errorf("pty raw mode: %w", err)
 	}
-	return &ptyPair{master: master, slave: s, path: s.Name(), baud: baud, dead: make(chan struct{}), closing: make(chan struct{})}, nil
+	p := &ptyPair{master: master, slave: s, path: s.Name(), baud: baud, dead: make(chan struct{}), closing: make(chan struct{}),
+		rx: make(chan rxChunk, 64)}
+	p.tx.kick = make(chan struct{}, 1)
+	p.tx.progress = make(chan struct{})
+	return p, nil
 }
 
 // makeRaw sets the slave like cfmakeraw: no echo, no line editing, no
@@ -102,22 +171,34 @@ func (p *ptyPair) close() {
 	})
 }
 
-// lineTime is how long n bytes take on the line (10 bits a byte).
+// lineTime is how long n bytes take on the line (10 bits a byte), rounded
+// up: the schedule never runs ahead of the line.
 func (p *ptyPair) lineTime(n int) time.Duration {
-	return time.Duration(n) * 10 * time.Second / time.Duration(p.baud)
+	b := time.Duration(p.baud)
+	return (time.Duration(n)*10*time.Second + b - 1) / b
 }
 
-// pace advances a line's schedule by n bytes and returns when they have
-// all gone through. The schedule is absolute, so a timer that fires late
-// does not slow the line; bytes that come within 2 ms of the line going
-// idle follow back to back, as from a UART's FIFO.
-func (p *ptyPair) pace(free *time.Time, n int) time.Time {
-	now := time.Now()
-	if free.Before(now.Add(-2 * time.Millisecond)) {
-		*free = now
+// chunkBytes is the most bytes delivered at once (lineChunkTime's worth).
+func (p *ptyPair) chunkBytes() int {
+	return max(1, int(int64(p.baud)/10*int64(lineChunkTime)/int64(time.Second)))
+}
+
+// schedule splits b into chunks that follow each other on a line that is
+// free from free on (idle lines start at now) and calls f with each chunk
+// and the time the line has carried it; it returns when the line is free
+// again.
+func (p *ptyPair) schedule(free, now time.Time, b []byte, f func(c []byte, at time.Time)) time.Time {
+	at := free
+	if at.Before(now) {
+		at = now // the line was idle: the first byte starts now
 	}
-	*free = free.Add(p.lineTime(n))
-	return *free
+	chunk := p.chunkBytes()
+	for i := 0; i < len(b); i += chunk {
+		c := b[i:min(i+chunk, len(b))]
+		at = at.Add(p.lineTime(len(c)))
+		f(c, at)
+	}
+	return at
 }
 
 // waitUntil sleeps until t; false if stop, the pty's end or its close came
@@ -142,9 +223,8 @@ func (p *ptyPair) waitUntil(t time.Time, stop <-chan struct{}) (bool, error) {
 }
 
 // reader hands what the bridge writes to the current session; without one
-// the bytes are lost (the device is not listening). With a baud rate, each
-// chunk is handed over when the paced line would have delivered its last
-// byte.
+// the bytes are lost (the device is not listening). With a baud rate it
+// stamps each read and rxLoop paces it.
 func (p *ptyPair) reader() {
 	defer close(p.dead)
 	buf := make([]byte, 4096)
@@ -153,18 +233,13 @@ func (p *ptyPair) reader() {
 		if n > 0 {
 			chunk := append([]byte(nil), buf[:n]...)
 			if p.baud > 0 {
-				if ok, _ := p.waitUntil(p.pace(&p.inFree, n), nil); !ok {
+				select {
+				case p.rx <- rxChunk{b: chunk, at: time.Now()}:
+				case <-p.closing:
 					return
 				}
-			}
-			p.wmu.Lock()
-			sp := p.cur
-			p.wmu.Unlock()
-			if sp != nil {
-				select {
-				case sp.in <- chunk:
-				case <-sp.closed:
-				}
+			} else {
+				p.handOver(chunk)
 			}
 		}
 		if err != nil {
@@ -179,32 +254,209 @@ func (p *ptyPair) reader() {
 	}
 }
 
-// write writes b to the master, paced to baud/10 bytes per second.
+// handOver gives bytes from the bridge to the current session, if any.
+func (p *ptyPair) handOver(b []byte) {
+	p.wmu.Lock()
+	sp := p.cur
+	p.wmu.Unlock()
+	if sp != nil {
+		select {
+		case sp.in <- b:
+		case <-sp.closed:
+		}
+	}
+}
+
+// rxLoop (with a baud rate) hands what the bridge wrote to the device when
+// the line would have carried it: from when it was read, or back to back
+// after the bytes before it.
+func (p *ptyPair) rxLoop() {
+	for {
+		var c rxChunk
+		select {
+		case c = <-p.rx:
+		case <-p.closing:
+			return
+		case <-p.dead:
+			return
+		}
+		ok := true
+		p.inFree = p.schedule(p.inFree, c.at, c.b, func(b []byte, at time.Time) {
+			if ok {
+				if ok, _ = p.waitUntil(at, nil); ok {
+					p.handOver(b)
+				}
+			}
+		})
+		if !ok {
+			return
+		}
+	}
+}
+
+// txLoop (with a baud rate) is the line to the bridge: it hands each chunk
+// to the master when the line has carried it, every chunk that is due at
+// once when its timer fired late.
+func (p *ptyPair) txLoop() {
+	t := &p.tx
+	var out []byte
+	for {
+		t.mu.Lock()
+		if len(t.q) == 0 {
+			t.mu.Unlock()
+			select {
+			case <-t.kick:
+				continue
+			case <-p.closing:
+				return
+			}
+		}
+		at := t.q[0].at
+		t.mu.Unlock()
+		if d := time.Until(at); d > 0 {
+			tm := time.NewTimer(d)
+			select {
+			case <-tm.C:
+			case <-t.kick: // more bytes, or a reset: look again
+				tm.Stop()
+				continue
+			case <-p.dead:
+				tm.Stop()
+				return
+			case <-p.closing:
+				tm.Stop()
+				return
+			}
+		}
+		t.mu.Lock()
+		now := time.Now()
+		out = out[:0]
+		n := 0
+		for n < len(t.q) && !t.q[n].at.After(now) {
+			out = append(out, t.q[n].b...)
+			n++
+		}
+		clear(t.q[:n])
+		t.q = t.q[n:]
+		gen := t.gen
+		t.mu.Unlock()
+		if len(out) == 0 {
+			continue // reset meanwhile
+		}
+		_ = p.master.SetWriteDeadline(time.Now().Add(lineStall))
+		_, err := p.master.Write(out)
+		t.mu.Lock()
+		if t.gen == gen {
+			t.pending -= len(out)
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && t.err == nil {
+			t.err = fmt.Errorf("pty %s: %w", p.path, err)
+			t.q, t.pending = nil, 0
+		}
+		close(t.progress)
+		t.progress = make(chan struct{})
+		failed := t.err != nil
+		t.mu.Unlock()
+		if failed {
+			return
+		}
+	}
+}
+
+// resetLine empties the device's transmit buffer (a new link session: the
+// device restarted its UART); bytes already on the line still arrive.
+func (p *ptyPair) resetLine() {
+	t := &p.tx
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	clear(t.q)
+	t.q, t.pending = nil, 0
+	if now := time.Now(); t.free.After(now) {
+		// what was handed over was due by now; nothing else goes out
+		t.free = now
+	}
+	close(t.progress)
+	t.progress = make(chan struct{})
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// write writes b to the master, paced to baud/10 bytes per second: into
+// the device's transmit buffer, returning once all of b is in it.
 func (p *ptyPair) write(b []byte, deadline time.Time, stop <-chan struct{}) (int, error) {
 	if deadline.IsZero() {
 		deadline = time.Now().Add(2 * time.Second)
 	}
-	_ = p.master.SetWriteDeadline(deadline)
 	if p.baud <= 0 {
+		_ = p.master.SetWriteDeadline(deadline)
 		return p.master.Write(b)
 	}
-	// Each chunk (at most about 10 ms of line time) reaches the bridge when
-	// the line would have carried its last byte: a frame arrives when it
-	// has been sent, not at once.
-	chunk := max(1, p.baud/10/100)
-	written := 0
-	for written < len(b) {
-		end := min(written+chunk, len(b))
-		if ok, err := p.waitUntil(p.pace(&p.lineFree, end-written), stop); !ok {
-			return written, err
-		}
-		n, err := p.master.Write(b[written:end])
-		written += n
-		if err != nil {
-			return written, err
-		}
+	t := &p.tx
+	t.mu.Lock()
+	if t.err != nil {
+		err := t.err
+		t.mu.Unlock()
+		return 0, err
 	}
-	return written, nil
+	t.free = p.schedule(t.free, time.Now(), b, func(c []byte, at time.Time) {
+		t.q = append(t.q, lineChunk{b: append([]byte(nil), c...), at: at})
+	})
+	t.pending += len(b)
+	gen := t.gen
+	// Like a UART driver's write, return once the last byte is in the
+	// transmit buffer: when the line, by its schedule, has at most
+	// txBuffer bytes left to carry. The schedule, not the line
+	// goroutine's progress, says what is left: a late timer there delays
+	// deliveries, not the device. (maxUndelivered bounds the bytes the
+	// line goroutine has not handed over, when the master is not taking
+	// them.)
+	room := t.free.Add(-p.lineTime(txBuffer))
+	t.mu.Unlock()
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+	for {
+		t.mu.Lock()
+		if t.err != nil {
+			err := t.err
+			t.mu.Unlock()
+			return 0, err
+		}
+		now := time.Now()
+		stuck := t.pending > maxUndelivered
+		if t.gen != gen || !stuck && !now.Before(room) {
+			t.mu.Unlock()
+			return len(b), nil
+		}
+		prog := t.progress
+		t.mu.Unlock()
+		if !now.Before(deadline) {
+			return 0, fmt.Errorf("pty %s: the line did not take %d bytes in time: %w", p.path, len(b), os.ErrDeadlineExceeded)
+		}
+		wake := deadline
+		if !stuck && room.Before(wake) {
+			wake = room
+		}
+		tm := time.NewTimer(time.Until(wake))
+		select {
+		case <-tm.C:
+		case <-prog:
+		case <-stop:
+			tm.Stop()
+			return 0, io.ErrClosedPipe
+		case <-p.dead:
+			tm.Stop()
+			return 0, os.ErrClosed
+		case <-p.closing:
+			tm.Stop()
+			return 0, os.ErrClosed
+		}
+		tm.Stop()
+	}
 }
 
 // writeRaw writes injected bytes between the link's frames.
@@ -390,6 +642,10 @@ func (t *serialTr) plugPty(p *ptyPair) error {
 	t.holdUntil = time.Now().Add(DefaultBootDelay)
 	t.mu.Unlock()
 	t.s.goSafe(t.d.spec.ID+" pty reader", p.reader)
+	if p.baud > 0 {
+		t.s.goSafe(t.d.spec.ID+" pty line out", p.txLoop)
+		t.s.goSafe(t.d.spec.ID+" pty line in", p.rxLoop)
+	}
 	t.s.logf("%s serial port %s -> %s", t.d.spec.ID, t.linkPath, p.path)
 	t.poke()
 	return nil
@@ -578,6 +834,7 @@ func (t *serialTr) session(ctx context.Context) error {
 	}()
 
 	port := p.newSession()
+	p.resetLine()
 	p.flushInput()
 	if banner {
 		_ = p.writeRaw(bootBanner(d.spec.ID, d.Boot()))

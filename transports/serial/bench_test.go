@@ -22,11 +22,14 @@ func BenchmarkTelemetryThroughput115200(b *testing.B) {
 	const rate = 115200 / 10.0
 	mem := newMemory()
 	dev := startDevice(b, mem, devOpts{id: "env-01"})
-	dev.port.set(func(p *devPort) { p.outPace.rate, p.inPace.rate = rate, rate })
+	dev.port.set(func(p *devPort) { p.inPace.rate = rate })
+	dev.port.lineMu.Lock()
+	dev.port.outPace.rate = rate
+	dev.port.lineMu.Unlock()
 	o := DefaultOptions()
 	o.ReconnectMin = 20 * time.Millisecond
 	tr, sink := startTransport(b, o, serialEP("env-01", dev.path))
-	waitFor(b, 10*time.Second, "online", func() bool { return sink.onlineCount("env-01") == 1 })
+	waitFor(b, 10*time.Second, "online", func() bool { return sink.onlineCount("env-01") == 1 && dev.link.Up() })
 	_ = tr
 
 	values := map[string]wire.Value{"temp": 21.375, "humidity": 48.5, "pressure": 1013.2, "co2": int64(612), "battery": 3.71}

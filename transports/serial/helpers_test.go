@@ -97,6 +97,11 @@ type pacer struct {
 	next time.Time
 }
 
+// dur is how long n bytes take at the pacer's rate.
+func (p *pacer) dur(n int) time.Duration {
+	return time.Duration(float64(n) / p.rate * float64(time.Second))
+}
+
 // wait sleeps until n bytes sent now (or after the previous ones) have left
 // a UART at rate bytes per second.
 func (p *pacer) wait(n int) {
@@ -110,8 +115,82 @@ func (p *pacer) wait(n int) {
 	if p.next.Before(now.Add(-2 * time.Millisecond)) {
 		p.next = now
 	}
-	p.next = p.next.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	p.next = p.next.Add(p.dur(n))
 	time.Sleep(time.Until(p.next))
+}
+
+// devTxBuffer is the paced device's UART transmit buffer: Write returns
+// once what it wrote is in it, and a line goroutine hands the bytes to the
+// pty when the line has carried them (as firmware-sim's paced ptys do).
+const devTxBuffer = 1024
+
+type lineBytes struct {
+	b  []byte
+	at time.Time // the line has carried the last byte
+}
+
+// paceOut queues out on the paced line to the bridge: it starts when the
+// bytes before it end, or now if the line is idle (an absolute schedule:
+// a late timer delays a delivery, not the bytes after it), and returns
+// once out is in the transmit buffer.
+func (p *devPort) paceOut(out []byte) error {
+	p.lineMu.Lock()
+	if p.lineErr != nil {
+		err := p.lineErr
+		p.lineMu.Unlock()
+		return err
+	}
+	if p.line == nil {
+		p.line = make(chan lineBytes, 256)
+		p.lineDone = make(chan struct{})
+		go p.lineLoop(p.line, p.lineDone)
+	}
+	ps := &p.outPace
+	now := time.Now()
+	if ps.next.Before(now) {
+		ps.next = now
+	}
+	ps.next = ps.next.Add(ps.dur(len(out)))
+	at, room := ps.next, ps.next.Add(-ps.dur(devTxBuffer))
+	line := p.line
+	p.lineMu.Unlock()
+	select {
+	case line <- lineBytes{b: append([]byte(nil), out...), at: at}:
+	case <-p.closed:
+		return os.ErrClosed
+	}
+	if d := time.Until(room); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-p.closed:
+			return os.ErrClosed
+		}
+	}
+	return nil
+}
+
+func (p *devPort) lineLoop(line <-chan lineBytes, done chan struct{}) {
+	defer close(done)
+	for {
+		select {
+		case lb := <-line:
+			if d := time.Until(lb.at); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-p.closed:
+					return
+				}
+			}
+			if _, err := p.f.Write(lb.b); err != nil {
+				p.lineMu.Lock()
+				p.lineErr = err
+				p.lineMu.Unlock()
+				return
+			}
+		case <-p.closed:
+			return
+		}
+	}
 }
 
 type devPort struct {
@@ -124,10 +203,15 @@ type devPort struct {
 	corruptOut func(wire.Frame) bool // corrupt this outgoing frame (CRC)
 	corruptIn  func(wire.Frame) bool // corrupt this incoming frame (CRC)
 	stall      chan struct{}         // non-nil: Read and Write block until it is closed (a hung device)
-	outPace    pacer                 // device → bridge wire time
+	outPace    pacer                 // device → bridge wire time (guarded by lineMu)
 	inPace     pacer                 // bridge → device wire time
 	acc, ready []byte                // corruptIn: bytes held / ready
 	buf        [4096]byte
+
+	lineMu   sync.Mutex
+	line     chan lineBytes // paced output (outPace.rate > 0): to lineLoop
+	lineDone chan struct{}  // closed when lineLoop returns
+	lineErr  error
 }
 
 func newDevPort(f *os.File) *devPort { return &devPort{f: f, closed: make(chan struct{})} }
@@ -193,7 +277,15 @@ func (p *devPort) Write(b []byte) (int, error) {
 	if len(inj) > 0 {
 		out = append(append([]byte(nil), inj...), out...)
 	}
-	p.outPace.wait(len(out))
+	p.lineMu.Lock()
+	paced := p.outPace.rate > 0
+	p.lineMu.Unlock()
+	if paced {
+		if err := p.paceOut(out); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
 	if _, err := p.f.Write(out); err != nil {
 		return 0, err
 	}
@@ -247,7 +339,14 @@ func (p *devPort) SetWriteDeadline(t time.Time) error { return p.f.SetWriteDeadl
 
 func (p *devPort) Close() error {
 	p.once.Do(func() { close(p.closed) })
-	return p.f.Close()
+	err := p.f.Close()
+	p.lineMu.Lock()
+	done := p.lineDone
+	p.lineMu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return err
 }
 
 // ---- a simulated device: link (Role Device) + idempotency memory ----

@@ -8,11 +8,15 @@
 // Device. The rules, as docs/protocol.md §8 states them:
 //
 //   - Stop-and-wait: each direction has its own 16-bit sequence numbers
-//     (wrapping 65535 → 0) and at most one DATA frame waiting for its ACK.
+//     (wrapping 65535 → 0) and at most one DATA frame waiting for its ACK;
+//     when both ends announce a window (§8.6), up to the smaller window,
+//     received in order, with cumulative ACKs and go-back-N.
 //   - A DATA frame not ACKed within AckTimeout (plus the time this frame and
 //     a full-size frame from the peer take on the wire, when Baud is known)
 //     is retransmitted with the same seq; after Retries retransmissions the
-//     link is down. A NACK (corrupt, unspecified) retransmits at once; a NACK
+//     link is down. With a window the interval counts from when the frame
+//     was written or from the ACK of the frame before it, whichever is
+//     later. A NACK (corrupt, unspecified) retransmits at once; a NACK
 //     busy after AckTimeout; both count as retransmissions. A NACK rejected
 //     ends that frame (Send returns ErrRejected).
 //   - Every intact DATA frame is ACKed. One with the seq of the last one
@@ -234,8 +238,10 @@ const (
 	DefaultResetInterval = 2 * time.Second
 	DefaultQueueLen      = 32
 	// DefaultWindow frames in flight keep a 115200-baud line busy with
-	// small frames while ACKs take a few milliseconds (USB-serial latency).
-	DefaultWindow = 4
+	// small frames while each ACK takes its round trip: the peer's
+	// processing, the ACK's bytes and an FTDI adapter's 16 ms latency
+	// timer (7 more 50-byte frames, 30 ms at 115200, cover it).
+	DefaultWindow = 8
 	// MaxWindow is the largest window: the ACK of a hello says it in one
 	// byte, and duplicates are told from new frames within 4×MaxWindow.
 	MaxWindow = 16

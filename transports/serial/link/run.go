@@ -615,6 +615,18 @@ func (l *Link) onAck(seq uint16, payload []byte, now time.Time) {
 	}
 	o := s.outs[i]
 	l.acked(i + 1)
+	if len(s.outs) > 0 {
+		// §8.6: the line carries frames in order, so the oldest frame left
+		// could not finish before the one just ACKed: its retransmit
+		// interval counts from this ACK at the earliest (as TCP restarts
+		// its timer on an ACK of new data). Without it, frames queued
+		// behind each other on a slow line time out before their turn
+		// when the line speed (Baud) is not known.
+		h := s.outs[0]
+		if d := now.Add(l.ackWait(len(h.frame))); !h.slow && d.After(h.deadline) {
+			h.deadline = d
+		}
+	}
 	switch o.what {
 	case wHello:
 		if s.state == stConnecting {

@@ -2,6 +2,7 @@ package link_test
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -356,5 +357,68 @@ func TestWindowDownFailsAllOutstanding(t *testing.T) {
 		if !isErr(err, link.ErrLinkDown) {
 			t.Fatalf("envelope %d: %v, want ErrLinkDown", i, err)
 		}
+	}
+}
+
+// Frames queued behind each other: the oldest frame left after an ACK gets
+// its whole retransmit interval from that ACK (§8.6), not from when it was
+// written, which on a slow line of unknown speed can be long before its
+// turn on the line. (A lower bound only: a stalled machine makes the
+// retransmission later, never earlier.)
+func TestWindowAckRestartsRetransmitTimer(t *testing.T) {
+	o := fast(link.Bridge)
+	o.AckTimeout = 2 * time.Second
+	o.Heartbeat, o.Silence, o.ResetInterval = time.Minute, time.Minute, time.Minute
+	bc, dc := net.Pipe()
+	br := &recorder{}
+	b := link.New(bc, br.opts(o))
+	run(t, b)
+	dev := newRaw(t, dc)
+	h := testHello()
+	h.Window = 4
+	dev.sendEnv(5, &wire.Envelope{Kind: wire.KindHello, Hello: h})
+	if f := dev.expect(wire.FrameAck, 5); len(f.Payload) != 1 {
+		t.Fatalf("hello ACK payload %x, want the bridge's window", f.Payload)
+	}
+	eventually(t, time.Second, "up", b.Up)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var res []<-chan error
+	for id := uint64(1); id <= 2; id++ {
+		ch, err := b.Queue(ctx, command(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = append(res, ch)
+	}
+	dev.expect(wire.FrameData, 0)
+	dev.expect(wire.FrameData, 1)
+	written := time.Now()
+	// frame 0's ACK comes late, as after a long frame on a slow line; frame
+	// 1 is never ACKed
+	time.Sleep(o.AckTimeout * 6 / 10)
+	dev.send(wire.FrameAck, 0, nil)
+	acked := time.Now()
+	f, ok := dev.next(3 * o.AckTimeout)
+	if !ok {
+		t.Fatal("frame 1 was never retransmitted")
+	}
+	if f.Type == wire.FrameData && f.Seq == 0 {
+		t.Skipf("the machine stalled: frame 0's timer ran out before its ACK was taken (%v after writing)", time.Since(written))
+	}
+	if f.Type != wire.FrameData || f.Seq != 1 {
+		t.Fatalf("got %s seq %d, want DATA seq 1 retransmitted", f.Type, f.Seq)
+	}
+	if got := time.Since(acked); got < o.AckTimeout*7/10 {
+		t.Fatalf("frame 1 retransmitted %v after frame 0's ACK (%v after it was written); want its retransmit interval (%v) from the ACK",
+			got.Round(time.Millisecond), time.Since(written).Round(time.Millisecond), o.AckTimeout)
+	}
+	if err := <-res[0]; err != nil {
+		t.Fatalf("frame 0: %v", err)
+	}
+	dev.send(wire.FrameAck, 1, nil)
+	if err := <-res[1]; err != nil {
+		t.Fatalf("frame 1: %v", err)
 	}
 }
