@@ -14,6 +14,7 @@ import (
 	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
 	"github.com/mesibo-iot/mesibo-iot/devices"
 	"github.com/mesibo-iot/mesibo-iot/transports"
+	"github.com/mesibo-iot/mesibo-iot/transports/mqtt/rttrace"
 )
 
 // cmdState is where a command is in its lifecycle.
@@ -221,6 +222,10 @@ func (c *core) handle(ev event) {
 	c.m.fault("worker")
 	switch ev.kind {
 	case evChat:
+		if rttrace.On() {
+			rttrace.StampAt(rttrace.BrAccept, ev.p.ID, rttrace.Mono(ev.at))
+			rttrace.Stamp(rttrace.BrCoreIn, ev.p.ID)
+		}
 		c.onChat(&ev.p, string(ev.body), ev.at)
 	case evTooLong:
 		c.m.metrics.commands.WithLabelValues("none", "rejected").Inc()
@@ -286,11 +291,16 @@ func (c *core) onStatus(p *Params) {
 	s, ok := c.sent[p.ID]
 	name := statusName(p.Status)
 	c.m.metrics.messageStatus.WithLabelValues(statusLabel(p.Status)).Inc()
+	if c.m.cfg.LogLevel >= LevelDebug { // per message: no formatting or boxing when off
+		if !ok {
+			c.m.logf(LevelDebug, "iot: status %s for message %d (not tracked)", name, p.ID)
+		} else {
+			c.m.logf(LevelDebug, "iot: message %d (%s) to %s: %s", p.ID, s.kind, s.to, name)
+		}
+	}
 	if !ok {
-		c.m.logf(LevelDebug, "iot: status %s for message %d (not tracked)", name, p.ID)
 		return
 	}
-	c.m.logf(LevelDebug, "iot: message %d (%s) to %s: %s", p.ID, s.kind, s.to, name)
 	// The module asks for delivery receipts only (never READRECEIPT), so
 	// nothing follows DELIVERED: forget the message then, or the map would
 	// only shrink at its bound.
@@ -412,10 +422,13 @@ func (c *core) submit(st *devState, req *Params, inv *schema.Invocation, text st
 		IdemKey:  cmd.key,
 	}
 	c.cmds[cmd.id] = cmd
+	rttrace.StampAt(rttrace.BrMap, cmd.id, int64(req.ID))
 	heap.Push(&c.timers, cmd)
 	st.queue = append(st.queue, cmd)
 	c.m.metrics.commandsAccepted.WithLabelValues(st.cfg.Profile.Name).Inc()
-	c.m.logf(LevelInfo, "iot: command %d %q from %s to %s accepted (ttl %s, key %s)", cmd.id, inv.Verb, req.From, st.cfg.Address, shortDuration(ttl), cmd.key)
+	if c.m.cfg.LogLevel >= LevelInfo { // per command: no formatting or boxing when off
+		c.m.logf(LevelInfo, "iot: command %d %q from %s to %s accepted (ttl %s, key %s)", cmd.id, inv.Verb, req.From, st.cfg.Address, shortDuration(ttl), cmd.key)
+	}
 	if !st.online && g == nil {
 		c.progress(cmd, fmt.Sprintf("%s is offline; %s is queued and runs when it is back (expires in %s).", st.cfg.Address, inv.Verb, humanDuration(ttl)), true)
 	}
@@ -451,6 +464,7 @@ func (c *core) dispatch(st *devState, cmd *command) bool {
 		q := st.sendq
 		c.m.goSafe("sender", func() { c.m.sender(q) })
 	}
+	rttrace.Stamp(rttrace.BrDispatch, cmd.id)
 	job := sendJob{cmdID: cmd.id, stop: cmd.stop, devID: st.cfg.ID, cmd: cmd.wire, deadline: cmd.deadline, tr: st.tr}
 	select {
 	case st.sendq <- job:
@@ -467,7 +481,12 @@ func (c *core) dispatch(st *devState, cmd *command) bool {
 }
 
 // sender is a device's sender goroutine: it calls Transport.Send in order so
-// the core never waits on the network. Every job it takes gets a send
+// the core never waits on the network. The hop costs little: the core parks
+// right after a dispatch and its thread runs the sender next (rttrace: about
+// 5 µs p50 at 200 commands/s). The core may not publish itself: paho's
+// Publish hands the packet over unbuffered channels to paho's writer
+// goroutine and blocks, up to mqtt_publish_timeout, while that writer is
+// stuck on a full socket (a frozen broker). Every job it takes gets a send
 // result, a failure if the send panicked (so that its command still ends),
 // except jobs of commands that have ended meanwhile, which it skips.
 func (m *Module) sender(q chan sendJob) {
@@ -479,6 +498,7 @@ func (m *Module) sender(q chan sendJob) {
 			if job.stop.Load() {
 				continue
 			}
+			rttrace.Stamp(rttrace.BrSender, job.cmdID)
 			err := errSendPanicked
 			m.safely("sender", func() {
 				m.fault("sender")
@@ -540,6 +560,7 @@ func (c *core) onReply(devID string, r *wire.Reply, now time.Time) {
 		c.m.logf(LevelWarn, "iot: device %q answered command %d of %q; dropped", devID, r.ID, cmd.dev.cfg.ID)
 		return
 	}
+	rttrace.Stamp(rttrace.BrCoreReply, r.ID)
 	st := cmd.dev
 	st.lastSeen = now
 	switch r.Outcome {
@@ -615,7 +636,9 @@ func (c *core) finish(cmd *command, state cmdState, text string, r *wire.Reply) 
 			text = replyText(st, cmd, r)
 		}
 	}
-	c.m.logf(LevelInfo, "iot: command %d %q to %s: %s %s", cmd.id, cmd.inv.Verb, st.cfg.Address, outcome, text)
+	if c.m.cfg.LogLevel >= LevelInfo {
+		c.m.logf(LevelInfo, "iot: command %d %q to %s: %s %s", cmd.id, cmd.inv.Verb, st.cfg.Address, outcome, text)
+	}
 	if cmd.group != nil {
 		short := outcome
 		if state == stExpired && !st.online {
@@ -625,6 +648,7 @@ func (c *core) finish(cmd *command, state cmdState, text string, r *wire.Reply) 
 		}
 		c.groupResult(cmd.group, st.cfg.Address+": "+short)
 	} else {
+		rttrace.Stamp(rttrace.BrAnswer, cmd.id)
 		c.answer(&cmd.req, st.cfg.Address, text, cmd.machine, outcome, code, result)
 	}
 	c.pump(st, c.m.now())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
+	"github.com/mesibo-iot/mesibo-iot/transports/mqtt/rttrace"
 )
 
 // mqttTr is an MQTT device's connection (docs/protocol.md §6.2): one paho
@@ -51,6 +53,7 @@ func (m *mqttTr) poke() {
 }
 
 func (m *mqttTr) start(ctx context.Context) error {
+	rttrace.SetName("sim")
 	m.s.goSafe(m.d.spec.ID+" mqtt", func() { m.run(ctx) })
 	return nil
 }
@@ -168,6 +171,7 @@ func (m *mqttTr) session(ctx context.Context) error {
 		SetCustomOpenConnectionFn(func(u *url.URL, o paho.ClientOptions) (net.Conn, error) {
 			c, err := dialBroker(u, o)
 			if err == nil {
+				c = rttrace.Conn(c, rttrace.SimWrote) // c itself when the trace is off
 				m.mu.Lock()
 				m.conn = c
 				m.mu.Unlock()
@@ -292,6 +296,10 @@ func (m *mqttTr) retainedSeq(ctx context.Context, c paho.Client) uint64 {
 
 func (m *mqttTr) onMessage(_ paho.Client, msg paho.Message) {
 	defer m.s.recoverLog(m.d.spec.ID + " command handler")
+	var at int64
+	if rttrace.On() {
+		at = rttrace.Now()
+	}
 	env, err := wire.Unmarshal(msg.Payload())
 	if err != nil {
 		m.d.badInput("undecodable payload on %s: %v", msg.Topic(), err)
@@ -305,7 +313,18 @@ func (m *mqttTr) onMessage(_ paho.Client, msg paho.Message) {
 		m.d.badInput("command #%d names device %q", env.Command.ID, dev)
 		return
 	}
+	if rttrace.On() {
+		rttrace.StampAt(rttrace.SimHandler, env.Command.ID, at)
+		rttrace.Stamp(rttrace.SimDecoded, env.Command.ID)
+	}
+	id := env.Command.ID
 	m.d.onCommand(env.Command)
+	rttrace.Stamp(rttrace.SimQueued, id)
+	// A reply onCommand queued made the device's sender runnable on this
+	// thread: yield so that it publishes now, as firmware answering from
+	// its handler would, rather than after paho's PUBACK for the command
+	// (this handler runs in paho's router goroutine: OrderMatters).
+	runtime.Gosched()
 }
 
 func (m *mqttTr) deliver(ctx context.Context, msg outMsg) error {
@@ -315,6 +334,11 @@ func (m *mqttTr) deliver(ctx context.Context, msg outMsg) error {
 	if !up || c == nil {
 		return errOffline
 	}
+	var id uint64
+	if rttrace.On() && msg.env != nil && msg.env.Reply != nil {
+		id = msg.env.Reply.ID
+		rttrace.Stamp(rttrace.SimDeliver, id)
+	}
 	payload := msg.raw
 	if msg.env != nil {
 		var err error
@@ -322,7 +346,10 @@ func (m *mqttTr) deliver(ctx context.Context, msg outMsg) error {
 			return err
 		}
 	}
-	return waitToken(ctx, c.Publish(msg.topic, msg.qos, false, payload), 5*time.Second)
+	rttrace.Stamp(rttrace.SimPublish, id)
+	tok := c.Publish(msg.topic, msg.qos, false, payload)
+	rttrace.Stamp(rttrace.SimPublished, id)
+	return waitToken(ctx, tok, 5*time.Second)
 }
 
 // waitToken waits for a paho token, ctx or a timeout.

@@ -20,6 +20,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
+	"github.com/mesibo-iot/mesibo-iot/transports/mqtt/rttrace"
 )
 
 // connection is one MQTT session (one paho client). A new one is made for
@@ -391,6 +392,7 @@ func (t *Transport) openConn(u *url.URL, o paho.ClientOptions) (net.Conn, error)
 	if t.dialing != nil {
 		_ = t.dialing.Close() // an earlier broker of the list that failed the handshake
 	}
+	conn = rttrace.Conn(conn, rttrace.BrWrote) // conn itself when the trace is off
 	t.dialing = conn
 	t.dialURL = u.Redacted()
 	return conn, nil

@@ -27,7 +27,9 @@
 //
 // Inside mesibo nothing here may panic or block: every goroutine recovers
 // and logs panics, every wait has a timeout or a context, handlers hand
-// messages to a small pool of workers through bounded queues (telemetry is
-// dropped when they are full; replies and state wait for room), and Close
-// stops every goroutine the transport started.
+// replies to the Sink themselves (waiting for room in the core's queue, as
+// many at most as the broker's in-flight window) and other messages to a
+// small pool of workers through bounded queues (telemetry is dropped when
+// they are full; states wait for room), and Close stops every goroutine the
+// transport started.
 package mqtt

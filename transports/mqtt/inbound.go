@@ -4,29 +4,38 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"runtime"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
 	"github.com/mesibo-iot/mesibo-iot/transports"
+	"github.com/mesibo-iot/mesibo-iot/transports/mqtt/rttrace"
 )
 
-// inbound is a message waiting for a worker.
+// inbound is a message from the broker (a reply is processed in its handler,
+// anything else waits for a worker).
 type inbound struct {
 	kind     inKind
 	dev      string // device id from the topic
 	bridge   string // bridge id from the topic
 	payload  []byte
 	retained bool
+	at       int64 // rttrace: when the handler ran (0 when the trace is off)
 }
 
 // onMessage is paho's handler for every subscription (paho runs it in a new
-// goroutine per message since OrderMatters is off). It only classifies the
-// topic and queues the message: telemetry is dropped when the worker's queue
-// is full, everything else waits for room (the broker then waits for our
-// PUBACK: backpressure) or for Close.
+// goroutine per message since OrderMatters is off). It classifies the topic;
+// a reply it decodes and hands to the Sink itself, anything else it queues
+// for a worker: telemetry is dropped when the worker's queue is full,
+// everything else waits for room (the broker then waits for our PUBACK:
+// backpressure) or for Close.
 func (t *Transport) onMessage(_ paho.Client, m paho.Message) {
+	var at int64
+	if rttrace.On() {
+		at = rttrace.Now()
+	}
 	defer t.log.recoverLog("message handler")
 	t.fault("mqtt.handler")
 	kind, dev, bridge, ok := t.tp.parse(m.Topic())
@@ -34,7 +43,23 @@ func (t *Transport) onMessage(_ paho.Client, m paho.Message) {
 		t.log.printf(LevelDebug, "ignoring a message on %q", m.Topic())
 		return
 	}
-	in := inbound{kind: kind, dev: dev, bridge: bridge, payload: m.Payload(), retained: m.Retained()}
+	in := inbound{kind: kind, dev: dev, bridge: bridge, payload: m.Payload(), retained: m.Retained(), at: at}
+	if kind == inReply {
+		// A reply is taken here, in paho's goroutine for this message: a
+		// worker would add a hand-off (a thread to wake) to every command's
+		// round trip and no ordering (OrderMatters is off, so messages
+		// reach the handlers in any order anyway). Replies are QoS 1, so
+		// the broker's in-flight window bounds how many handlers wait in
+		// Sink.Reply for the core; their PUBACK waits with them.
+		t.process(in)
+		// The core goroutine was just made runnable on this thread: yield
+		// so that it runs here at once, rather than after paho's PUBACK
+		// for this message or on another thread that must be woken first
+		// (measured with rttrace: 30 µs p50 between the decode and the
+		// core on an idle bridge).
+		runtime.Gosched()
+		return
+	}
 	key := dev
 	if kind == inBridgeState {
 		key = bridge
@@ -82,6 +107,10 @@ func (t *Transport) process(in inbound) {
 		if err != nil {
 			t.dropped(in.dev, err)
 			return
+		}
+		if rttrace.On() {
+			rttrace.StampAt(rttrace.BrHandler, env.Reply.ID, in.at)
+			rttrace.Stamp(rttrace.BrWorker, env.Reply.ID)
 		}
 		t.callSink("Reply", func(s transports.Sink) { s.Reply(in.dev, env.Reply) })
 	case inTelemetry, inForwarded:

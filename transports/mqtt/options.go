@@ -79,7 +79,8 @@ type Options struct {
 	// Fault, for tests only (nil in production), is called at named points
 	// of the transport's goroutines so that a test can make them panic:
 	// mqtt.supervisor (each connection attempt), mqtt.handler (paho's
-	// message callback), mqtt.worker (each inbound message), mqtt.maintain
+	// message callback), mqtt.worker (each inbound message, in a worker
+	// or, for a reply, in the handler), mqtt.maintain
 	// (each maintenance round).
 	Fault func(point string)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mesibo-iot/mesibo-iot/codecs/wire"
 	"github.com/mesibo-iot/mesibo-iot/transports"
+	"github.com/mesibo-iot/mesibo-iot/transports/mqtt/rttrace"
 )
 
 // Reasons passed to Sink.Dropped (wrapped with detail; match with errors.Is).
@@ -121,6 +122,7 @@ func New(opts Options) (*Transport, error) {
 	} else if o.CAFile != "" || o.CertFile != "" {
 		return nil, errors.New("mqtt: mqtt_ca_file / mqtt_cert_file are set but no broker URL uses TLS (ssl:// or wss://)")
 	}
+	rttrace.SetName("bridge")
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.dialCtx, t.dialStop = context.WithCancel(context.Background())
 	for i := 0; i < numShards; i++ {
@@ -303,7 +305,9 @@ func (t *Transport) Send(ctx context.Context, dev string, cmd *wire.Command) err
 	if presKnown && !online {
 		return fmt.Errorf("%w: %s reported itself offline", transports.ErrOffline, dev)
 	}
+	rttrace.Stamp(rttrace.BrPublish, cmd.ID)
 	tok := cn.c.Publish(t.tp.cmd(dev), 1, false, payload)
+	rttrace.Stamp(rttrace.BrPublished, cmd.ID)
 	timer := time.NewTimer(t.opts.PublishTimeout)
 	defer timer.Stop()
 	select {
@@ -311,6 +315,7 @@ func (t *Transport) Send(ctx context.Context, dev string, cmd *wire.Command) err
 		if err := tok.Error(); err != nil {
 			return fmt.Errorf("%w: %v", transports.ErrOffline, err)
 		}
+		rttrace.Stamp(rttrace.BrPuback, cmd.ID)
 		return nil
 	case <-cn.lost:
 		return fmt.Errorf("%w: connection to the broker lost", transports.ErrOffline)
