@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -229,15 +230,18 @@ int iot_fp_start(iot_instance_t *inst, uint32_t cap, uint32_t max_message)
  * last message (IOT_FP_LINGER_NAPS naps of IOT_FP_NAP_NS, 2 ms) the drainer
  * naps on a timer instead, with `waiting` clear: messages that come then
  * are queued without any system call and taken at the end of the nap (at
- * most 0.5 ms later). Only after that does it set `waiting` and block on
+ * most 50 µs later; the drainer's timer slack is 1 µs, see
+ * iot_fp_thread_batch). Naps of 0.5 ms measured the same callback p99 but
+ * a median MQTT round trip at 1,600 commands/s 0.15 ms longer. Only after that does it set `waiting` and block on
  * the eventfd until a producer writes it (no timer: an idle module costs
  * nothing). A nap costs about what a wake-up does (a context switch), and
- * there is at most one per IOT_FP_NAP_NS, so at the rates where the drainer
- * keeps napping (over 500 messages/s) it costs no more CPU than waking it
- * for each message would. Interrupted by a signal, it returns early: the
+ * there is at most one per IOT_FP_NAP_NS: while messages keep coming
+ * closer than 2 ms apart (over 500 messages/s) the drainer wakes up to
+ * 20,000 times a second, a few % of a core, and sleeps on the eventfd
+ * otherwise. Interrupted by a signal, it returns early: the
  * drainer looks at the inbox again either way. */
-#define IOT_FP_NAP_NS 500000L
-#define IOT_FP_LINGER_NAPS 4
+#define IOT_FP_NAP_NS 50000L
+#define IOT_FP_LINGER_NAPS 40
 
 void iot_fp_idle(iot_instance_t *inst)
 {
@@ -288,6 +292,8 @@ void iot_fp_wake(iot_instance_t *inst)
 int iot_fp_thread_batch(void)
 {
 	struct sched_param sp = {.sched_priority = 0};
+	/* naps of IOT_FP_NAP_NS, not that plus the default 50 µs of slack */
+	(void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	return sched_setscheduler(0, SCHED_BATCH, &sp);
 }
 

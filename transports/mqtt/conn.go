@@ -393,6 +393,7 @@ func (t *Transport) openConn(u *url.URL, o paho.ClientOptions) (net.Conn, error)
 		_ = t.dialing.Close() // an earlier broker of the list that failed the handshake
 	}
 	conn = rttrace.Conn(conn, rttrace.BrWrote) // conn itself when the trace is off
+	conn = newBufConn(conn)                    // one read system call for many packets, not three a packet
 	t.dialing = conn
 	t.dialURL = u.Redacted()
 	return conn, nil
