@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 5m
 SOAK ?= 5m
 
-.PHONY: help prereq module host test lint gotest demo chat bench bench-short fuzz soak sanitize clean
+.PHONY: help prereq module host test lint gotest demo chat bench bench-short bench-trace fuzz soak sanitize clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ bench: module host ## every benchmark with its baseline, in one run; writes docs
 
 bench-short: module host ## the quick version (under 2 minutes); writes build/bench-short.md
 	$(GO) run ./firmware-sim/cmd/benchrun -short -doc $(BUILD)/bench-short.md
+
+bench-trace: module host ## the MQTT round trip with the per-step trace on; writes docs/bench/mqtt-trace.md
+	rm -rf $(BUILD)/trace && mkdir -p $(BUILD)/trace
+	MESIBO_IOT_TRACE=$(BUILD)/trace $(GO) run ./firmware-sim/cmd/benchrun -only mqtt -doc docs/bench/mqtt-trace.md -plots $(BUILD)/trace
 
 soak: module host ## load with faults for SOAK (default 5m) and the audit; figures in the test output
 	MESIBO_IOT_SOAK=$(SOAK) $(GO) test -race -count=1 -run '^TestSoak$$' -timeout 60m -v ./cabi/itest/

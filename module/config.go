@@ -140,7 +140,7 @@ var configKeys = []configKey{
 			c.LogLevel = l
 			return nil
 		}},
-	{"inbox_size", "4096", "an integer 16..1048576", "Queue between mesibo's callbacks and the module's worker.",
+	{"inbox_size", "4096", "an integer 16..1048576", "Queue between mesibo's callbacks and the module's worker (the C inbox that on_message fills, and the core's queue, each this size).",
 		intSetter(16, 1<<20, func(c *Config, n int) { c.InboxSize = n })},
 	{"max_message", "4096", "bytes, 64..65536", "Largest chat message to a device or the bridge that is read; longer ones are refused with a reply.",
 		intSetter(64, 65536, func(c *Config, n int) { c.MaxMessage = n })},

@@ -701,12 +701,12 @@ func (r *runner) mqttRoundTrip(ctx context.Context) error {
 		verdict = "target missed"
 	}
 	fmt.Fprintf(&b, "**p50: %s** (%.2f×). Of ours' %s, the simulated devices account for %s (bare → simulated devices %s against bare paho %s) and the bridge for the rest, %s. "+
-		"The bridge's path has three hand-offs between goroutines that a bare client does not: on_message, on mesibo's C thread, → the core goroutine; the core → the device's sender goroutine; and paho's handler goroutine for the reply → the core. "+
+		"The bridge's path has hand-offs between threads and goroutines that a bare client does not: on_message, on mesibo's C thread, → the C inbox → its drainer goroutine → the core goroutine; the core → the device's sender goroutine; and paho's handler goroutine for the reply → the core. "+
 		"The sender calls `Transport.Send` and waits for the PUBACK there, so that the core never waits on the network: paho's `Publish` is not safe to call from the core, it passes the packet over unbuffered channels to paho's writer goroutine, and with that writer stuck on a full socket (a frozen broker) it blocks for up to `mqtt_publish_timeout`. "+
 		"The last two hand-offs cost a goroutine switch and no thread wake-up: the core parks right after the dispatch and its thread runs the sender next, and the reply's handler yields to the core it has just woken (and the simulated device's handler to its outbox sender, as firmware answering from its handler would). "+
-		"The first crosses from a C thread into Go: the core runs on a Go thread that has to be woken. When the receiver sleeps, a hand-off wakes a thread: measured in this run, passing a value to a sleeping goroutine %s times a second takes **%s** (p50; p99 %s) on this machine. "+
+		"The first crosses from a C thread into Go: on_message only queues the message in C (Accept path), and the drainer, asleep on an eventfd when commands are more than 2 ms apart, has to be woken, then wakes the core. When the receiver sleeps, a hand-off wakes a thread: measured in this run, passing a value to a sleeping goroutine %s times a second takes **%s** (p50; p99 %s) on this machine. "+
 		"The rest is not in any one step: at this load the bridge's process is idle for about %s between commands, so each step runs cold, and each leg through the broker has to wake the bridge's paho goroutines from the network, where the bare clients share one busy process. "+
-		"Set `%s` to a directory to have this run print (and this section show) the time of each step, from stamps taken in the module and the simulator.\n\n",
+		"Set `%s` to a directory to have this run print (and this section show) the time of each step, from stamps taken in the module and the simulator; [bench/mqtt-trace.md](bench/mqtt-trace.md) is such a run (`make bench-trace`).\n\n",
 		verdict, o0.Lat.P50/b0.Lat.P50, fmtUS(o0.Lat.P50), fmtUS(max(dev0.Lat.P50-b0.Lat.P50, 0)), fmtUS(dev0.Lat.P50), fmtUS(b0.Lat.P50), fmtUS(max(o0.Lat.P50-dev0.Lat.P50, 0)),
 		fmtInt(rates[0]), fmtUS(ho.P50), fmtUS(ho.P99), fmtUS(1e6/rates[0]), rttrace.Env)
 	if oursPipe/barePipe < 0.7 {
