@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/mesibo-iot/mesibo-iot/transports/mqtt/rttrace"
 )
 
 // writeDoc renders the report as docs/benchmarks.md.
@@ -17,6 +19,15 @@ func writeDoc(cfg Config, rep *Report) error {
 	kind := "full suite (`make bench`)"
 	if rep.Short {
 		kind = "short suite (`make bench-short`)"
+	}
+	if len(cfg.Only) > 0 {
+		kind = "only " + strings.Join(cfg.Only, ", ") + " (`-only`)"
+		if rep.Short {
+			kind += ", short"
+		}
+	}
+	if rttrace.On() {
+		kind += ", with `" + rttrace.Env + "` set (`make bench-trace`)"
 	}
 	fmt.Fprintf(&b, "## Machine\n\n| | |\n|---|---|\n| run | %s, %s, took %s |\n| CPUs | %d (`nproc`) |\n| CPU model | %s (`/proc/cpuinfo`) |\n| memory | %s |\n| kernel | Linux %s |\n| Go | %s |\n| load average at start | %s |\n| commit | %s |\n\n",
 		kind, m.Date.Format("2006-01-02 15:04 UTC"), rep.Duration.Round(time.Second), m.CPUs, orDash(m.CPUModel), orDash(m.MemTotal), orDash(m.Kernel), m.Go, m.Load, orDash(m.Commit))
