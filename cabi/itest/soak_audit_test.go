@@ -191,7 +191,7 @@ func audit(w *soakWorld, events []hostproc.Event, msgs map[uint64]*soakMsg, exec
 	}
 	for k, n := range runs {
 		if n > 1 {
-			a.fail("command with key %s ran %d times", k, n)
+			a.fail("command with key %s ran %d times%s", k, n, repeatDetail(k, events, execs))
 		}
 	}
 	for _, c := range cmds {
@@ -247,4 +247,38 @@ func sum(ms map[string]float64, name string, sel ...string) float64 {
 		}
 	}
 	return t
+}
+
+// repeatDetail describes a command that ran more than once, for the
+// failure message: each execution (device, boot, time) and the module's log
+// lines about that device or key.
+func repeatDetail(key string, events []hostproc.Event, execs []sim.Execution) string {
+	var b strings.Builder
+	devs := map[string]bool{}
+	for _, x := range execs {
+		if x.IdemKey == key {
+			devs[x.Device] = true
+			fmt.Fprintf(&b, "\n    executed on %s: command %d %s boot %d at %s", x.Device, x.CmdID, x.Verb, x.Boot, x.At.Format("15:04:05.000"))
+		}
+	}
+	for _, e := range events {
+		if m := acceptedRE.FindStringSubmatch(e.Text); e.Kind == "log" && m != nil && m[5] == key {
+			devs[m[4]] = true // the device's address
+		}
+	}
+	n := 0
+	for _, e := range events {
+		if e.Kind != "log" || n >= 60 {
+			continue
+		}
+		hit := strings.Contains(e.Text, key)
+		for d := range devs {
+			hit = hit || strings.Contains(e.Text, d)
+		}
+		if hit {
+			n++
+			fmt.Fprintf(&b, "\n    log: %.240s", e.Text)
+		}
+	}
+	return b.String()
 }
