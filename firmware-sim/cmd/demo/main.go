@@ -96,6 +96,9 @@ type demo struct {
 	id    atomic.Uint64
 	step  int
 	shown map[string]bool
+	// backOnline is the transcript's length when robot2 was last sent back
+	// online: the next step waits for the module's log line after it
+	backOnline int
 }
 
 func play(abi string, verbose bool) error {
@@ -166,8 +169,9 @@ func play(abi string, verbose bool) error {
 		{"An offline device: the command waits and runs when it is back", func() error {
 			rover := d.st.Sim.Device("rover-002")
 			fmt.Println("  (robot2 loses its connection)")
+			from := d.h.Len()
 			rover.GoOffline()
-			if err := d.waitLog("robot2 (rover-002) is offline"); err != nil {
+			if err := d.waitLog(from, "robot2 (rover-002) is offline"); err != nil {
 				return err
 			}
 			id := d.say("bob", "robot2", "turn 45deg")
@@ -181,17 +185,19 @@ func play(abi string, verbose bool) error {
 		}},
 		{"An offline device: the command expires", func() error {
 			rover := d.st.Sim.Device("rover-002")
+			from := d.h.Len()
 			rover.GoOffline()
-			if err := d.waitLog("robot2 (rover-002) is offline"); err != nil {
+			if err := d.waitLog(from, "robot2 (rover-002) is offline"); err != nil {
 				return err
 			}
 			id := d.say("bob", "robot2", "stop", "expiry=3")
 			_, err := d.reply("bob", id, "expired after 3 s", false)
+			d.backOnline = d.h.Len()
 			rover.GoOnline()
 			return err
 		}},
 		{"A group command: one combined answer", func() error {
-			if err := d.waitLog("robot2 (rover-002) is online"); err != nil {
+			if err := d.waitLog(d.backOnline, "robot2 (rover-002) is online"); err != nil {
 				return err
 			}
 			id := d.say("bob", "rovers", "stop", "group=4001")
@@ -204,8 +210,9 @@ func play(abi string, verbose bool) error {
 			}
 			relay := d.st.Sim.Device("relay-01")
 			fmt.Println("  (relay1's USB cable is pulled)")
+			from := d.h.Len()
 			relay.Unplug()
-			if err := d.waitLog("relay1 (relay-01) is offline"); err != nil {
+			if err := d.waitLog(from, "relay1 (relay-01) is offline"); err != nil {
 				return err
 			}
 			id := d.say("bob", "relay1", "off 2")
@@ -259,9 +266,16 @@ func (d *demo) wait(what string, pred func(hostproc.Event) bool) (hostproc.Event
 	return ev, nil
 }
 
-func (d *demo) waitLog(sub string) error {
-	_, err := d.wait(sub, func(e hostproc.Event) bool { return e.Kind == "log" && strings.Contains(e.Text, sub) })
-	return err
+// waitLog waits for a log line containing sub among the events from index
+// from on (hostproc.Host.Len before the action that causes it), so that an
+// earlier line of the same text does not count.
+func (d *demo) waitLog(from int, sub string) error {
+	ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := d.h.WaitForAfter(ctx, from, func(e hostproc.Event) bool { return e.Kind == "log" && strings.Contains(e.Text, sub) }); err != nil {
+		return fmt.Errorf("%s did not happen: %w", sub, err)
+	}
+	return nil
 }
 
 // reply waits for a message delivered to user with refid and text containing
