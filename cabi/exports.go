@@ -216,16 +216,23 @@ func onMessage(i *instance, p *C.iot_params_t, msg *C.char, n C.uint64_t) (res C
 			res = C.int64_t(module.Pass)
 		}
 	}()
-	params := module.Params{
-		AID: uint64(p.aid), ID: uint64(p.id), RefID: uint64(p.refid), GroupID: uint64(p.groupid),
-		Flags: uint64(p.flags), Type: uint64(p._type), Expiry: uint64(p.expiry),
-		To: cstr(p.to, p.tolen), From: cstr(p.from, p.fromlen),
-	}
+	params := goParams(p)
 	var body []byte
 	if msg != nil && n > 0 {
 		body = unsafe.Slice((*byte)(unsafe.Pointer(msg)), int(n))
 	}
 	return C.int64_t(i.mod.OnMessage(&params, body))
+}
+
+// goParams views the host's params as module.Params: the strings point
+// into the host's buffers (cstr), valid during the callback only; the module
+// copies what it keeps.
+func goParams(p *C.iot_params_t) module.Params {
+	return module.Params{
+		AID: uint64(p.aid), ID: uint64(p.id), RefID: uint64(p.refid), GroupID: uint64(p.groupid),
+		Flags: uint64(p.flags), Type: uint64(p._type), Expiry: uint64(p.expiry), Status: uint64(p.status),
+		To: cstr(p.to, p.tolen), From: cstr(p.from, p.fromlen),
+	}
 }
 
 //export mesibo_iot_go_on_status
@@ -240,11 +247,7 @@ func mesibo_iot_go_on_status(h C.uintptr_t, p *C.iot_params_t) (res C.int64_t) {
 			res = C.int64_t(module.Pass)
 		}
 	}()
-	params := module.Params{
-		AID: uint64(p.aid), ID: uint64(p.id), RefID: uint64(p.refid), GroupID: uint64(p.groupid),
-		Flags: uint64(p.flags), Type: uint64(p._type), Expiry: uint64(p.expiry), Status: uint64(p.status),
-		To: cstr(p.to, p.tolen), From: cstr(p.from, p.fromlen),
-	}
+	params := goParams(p)
 	return C.int64_t(i.mod.OnMessageStatus(&params))
 }
 

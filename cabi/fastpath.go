@@ -229,11 +229,7 @@ func mesibo_iot_go_busy(h C.uintptr_t, p *C.iot_params_t, tooLong C.int) (res C.
 			res = C.int64_t(module.Pass)
 		}
 	}()
-	params := module.Params{
-		AID: uint64(p.aid), ID: uint64(p.id), RefID: uint64(p.refid), GroupID: uint64(p.groupid),
-		Flags: uint64(p.flags), Type: uint64(p._type), Expiry: uint64(p.expiry),
-		To: cstr(p.to, p.tolen), From: cstr(p.from, p.fromlen),
-	}
+	params := goParams(p)
 	i.mod.Busy(&params, tooLong != 0)
 	return C.int64_t(module.Consumed)
 }
