@@ -361,11 +361,7 @@ func TestReloadUpdatesFastPath(t *testing.T) {
 	wantDecisions(t, h, "3", "CONSUMED")
 
 	root, _ := filepath.Abs("../..")
-	writeDevices(t, file, root, "robot2", "robot3")
-	h.Msg("alice", "iot", 10, "reload")
-	if a := answer(t, h, "alice", "10"); !strings.Contains(a.Text, "reloaded") {
-		t.Fatalf("reload: %q", a.Raw)
-	}
+	reloadDevices(t, h, file, root, 10, "robot2", "robot3")
 	h.Msg("alice", "robot1", 11, "help")
 	h.Msg("alice", "robot2", 12, "help")
 	h.Msg("alice", "robot3", 13, "help")
@@ -376,11 +372,7 @@ func TestReloadUpdatesFastPath(t *testing.T) {
 	answer(t, h, "alice", "12")
 	answer(t, h, "alice", "13")
 
-	writeDevices(t, file, root) // no devices, no groups
-	h.Msg("alice", "iot", 20, "reload")
-	if a := answer(t, h, "alice", "20"); !strings.Contains(a.Text, "reloaded") {
-		t.Fatalf("reload: %q", a.Raw)
-	}
+	reloadDevices(t, h, file, root, 20) // no devices, no groups
 	h.Msg("alice", "robot2", 21, "help")
 	h.Msg("alice", "bob", 22, "hello", "group=4001")
 	h.Msg("alice", "iot", 23, "ping")
@@ -415,11 +407,7 @@ func TestTwoInstancesOwnTables(t *testing.T) {
 	}
 
 	root, _ := filepath.Abs("../..")
-	writeDevices(t, fileA, root, "robot3")
-	h.Msg("alice", "iot", 10, "reload")
-	if a := answer(t, h, "alice", "10"); !strings.Contains(a.Text, "reloaded") {
-		t.Fatalf("reload: %q", a.Raw)
-	}
+	reloadDevices(t, h, fileA, root, 10, "robot3")
 	h.Msg("alice", "robot1", 11, "help")
 	h.Msg("alice", "robot2", 12, "help")
 	h.Msg("alice", "robot3", 13, "help")
@@ -427,4 +415,16 @@ func TestTwoInstancesOwnTables(t *testing.T) {
 	wantDecisions(t, h, "11", "PASS", "PASS")
 	wantDecisions(t, h, "12", "PASS", "CONSUMED")
 	wantDecisions(t, h, "13", "CONSUMED")
+}
+
+// reloadDevices rewrites the devices file with these device addresses,
+// sends the bridge "reload" as alice with message id id, and waits for the
+// answer that it was reloaded.
+func reloadDevices(t *testing.T, h *hostproc.Host, file, root string, id uint64, addrs ...string) {
+	t.Helper()
+	writeDevices(t, file, root, addrs...)
+	h.Msg("alice", "iot", id, "reload")
+	if a := answer(t, h, "alice", fmt.Sprint(id)); !strings.Contains(a.Text, "reloaded") {
+		t.Fatalf("reload: %q", a.Raw)
+	}
 }

@@ -176,18 +176,7 @@ func TestWindowOneIsStopAndWait(t *testing.T) {
 		t.Fatalf("hello ACK payload %x (seen %v); want empty", ackPayload, seen)
 	}
 	mu.Unlock()
-	out := &outstanding{open: map[uint16]bool{}}
-	tp.setFilter(out.filter(d2b))
-	wait := queueAll(t, d, 1, 10)
-	for _, err := range wait() {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	inOrder(t, br, 1, 10)
-	if out.max != 1 {
-		t.Fatalf("%d frames outstanding at once, want 1", out.max)
-	}
+	wantStopAndWait(t, d, br, tp)
 }
 
 // A bridge with Window 1 (or one that predates windows) ACKs the hello
@@ -197,18 +186,7 @@ func TestOldBridgeKeepsDeviceStopAndWait(t *testing.T) {
 	bo.Window = 1
 	b, d, br, _, tp := pair(t, bo, do)
 	waitUp(t, b, d)
-	out := &outstanding{open: map[uint16]bool{}}
-	tp.setFilter(out.filter(d2b))
-	wait := queueAll(t, d, 1, 10)
-	for _, err := range wait() {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	inOrder(t, br, 1, 10)
-	if out.max != 1 {
-		t.Fatalf("%d frames outstanding at once, want 1", out.max)
-	}
+	wantStopAndWait(t, d, br, tp)
 }
 
 // A lost DATA frame in the middle of a window: the receiver drops what
@@ -420,5 +398,24 @@ func TestWindowAckRestartsRetransmitTimer(t *testing.T) {
 	dev.send(wire.FrameAck, 1, nil)
 	if err := <-res[1]; err != nil {
 		t.Fatalf("frame 1: %v", err)
+	}
+}
+
+// wantStopAndWait queues 10 envelopes on the device d and checks that they
+// reach the bridge's recorder br once each, in order, with never more than
+// one DATA frame outstanding on the tap.
+func wantStopAndWait(t *testing.T, d *link.Link, br *recorder, tp *tap) {
+	t.Helper()
+	out := &outstanding{open: map[uint16]bool{}}
+	tp.setFilter(out.filter(d2b))
+	wait := queueAll(t, d, 1, 10)
+	for _, err := range wait() {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	inOrder(t, br, 1, 10)
+	if out.max != 1 {
+		t.Fatalf("%d frames outstanding at once, want 1", out.max)
 	}
 }
