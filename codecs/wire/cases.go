@@ -158,6 +158,16 @@ var Cases = []Case{
 			"f32": 100000.5, "raw": []byte{1, 2, 0}}}},
 	},
 	{
+		Name: "command-resend",
+		Description: "a command sent again after a reconnection: idempotency key and key 17, the boot counter " +
+			"(7) the bridge knew when it first sent it; a device in another boot answers failed, code 9",
+		Kind: CaseEnvelope,
+		Bytes: hx("a7 00 01 01 01 02 18 2a 03 67 726f7665722d31 04 64 6d6f7665" +
+			" 07 6a 616c6963652f31323334 11 07"),
+		Want: &Envelope{Kind: KindCommand, Command: &Command{ID: 42, Device: "rover-1", Verb: "move",
+			IdemKey: "alice/1234", Boot: 7}},
+	},
+	{
 		Name:        "reply-accepted",
 		Description: "{0: 1, 1: 2, 2: 42, 9: 1}",
 		Kind:        CaseEnvelope, Bytes: hx("a4 00 01 01 02 02 18 2a 09 01"),

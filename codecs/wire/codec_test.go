@@ -481,7 +481,7 @@ func TestReplyCodeString(t *testing.T) {
 	want := map[ReplyCode]string{
 		ReplyOK: "ok", ReplyBadRequest: "bad_request", ReplyUnknownVerb: "unknown_verb",
 		ReplyBadArgument: "bad_argument", ReplyBusy: "busy", ReplyTimeout: "timeout",
-		ReplyNotAllowed: "not_allowed", ReplyInternal: "internal", ReplyExpired: "expired", 1234: "code_1234",
+		ReplyNotAllowed: "not_allowed", ReplyInternal: "internal", ReplyExpired: "expired", ReplyRestarted: "restarted", 1234: "code_1234",
 	}
 	for c, s := range want {
 		if c.String() != s {

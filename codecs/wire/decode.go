@@ -246,7 +246,7 @@ func (c *Codec) build(m *wireMsg) (*Envelope, error) {
 			e Envelope
 			v Command
 		}{v: Command{ID: m.ID, Device: m.Device, Verb: m.Verb, Args: m.Body,
-			Deadline: m.Deadline, IdemKey: m.IdemKey, ReplyTo: m.ReplyTo}}
+			Deadline: m.Deadline, IdemKey: m.IdemKey, ReplyTo: m.ReplyTo, Boot: m.Boot}}
 		p.e = Envelope{Kind: kind, Command: &p.v}
 		return &p.e, nil
 	case KindReply:

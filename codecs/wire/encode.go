@@ -376,6 +376,7 @@ func (c *Codec) encode(dst []byte, env *Envelope) ([]byte, error) {
 		w.int(KeyDeadline, m.Deadline)
 		w.text(KeyIdemKey, m.IdemKey)
 		w.text(KeyReplyTo, m.ReplyTo)
+		w.uint(KeyBoot, m.Boot, false)
 	case KindReply:
 		m := env.Reply
 		if m.ID == 0 {

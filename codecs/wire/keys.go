@@ -25,7 +25,7 @@ const (
 	KeyFirmware       = 14 // tstr: State/Hello Firmware
 	KeyProfile        = 15 // tstr: State/Hello Profile
 	KeyProfileVersion = 16 // tstr: State/Hello ProfileVersion
-	KeyBoot           = 17 // uint: Hello.Boot
+	KeyBoot           = 17 // uint: Hello.Boot, Command.Boot
 	KeyMaxFrame       = 18 // uint (32-bit): Hello.MaxFrame
 	KeyUptime         = 19 // uint: Heartbeat.Uptime, ms
 	KeyWindow         = 20 // uint (32-bit): Hello.Window

@@ -22,6 +22,7 @@ const (
 	ReplyNotAllowed  ReplyCode = 6 // refused by the device's own state: disarmed, interlocked, manual mode
 	ReplyInternal    ReplyCode = 7 // the device failed for a reason of its own (hardware fault, bug)
 	ReplyExpired     ReplyCode = 8 // the command's deadline had passed before the device could start it
+	ReplyRestarted   ReplyCode = 9 // Command.Boot names an earlier boot of the device: not run (an earlier boot may have run it)
 )
 
 // String names the code ("bad_argument"), or "code_N" for codes without a name.
@@ -45,6 +46,8 @@ func (c ReplyCode) String() string {
 		return "internal"
 	case ReplyExpired:
 		return "expired"
+	case ReplyRestarted:
+		return "restarted"
 	}
 	return "code_" + strconv.FormatInt(int64(c), 10)
 }

@@ -70,6 +70,13 @@ type Command struct {
 	// ReplyTo names the bridge that holds the command when several bridges
 	// share a broker (the device publishes its replies there). Empty on serial.
 	ReplyTo string
+	// Boot is the device's boot counter (Hello.Boot; on MQTT the high 32
+	// bits of its online state's seq) that the bridge knew when it first
+	// handed the command to the link, 0 if it knew none. A device whose boot
+	// counter is another one must not run the command and answers failed
+	// with ReplyRestarted: the command was meant for an earlier boot, which
+	// may have run it already (docs/protocol.md §4).
+	Boot uint64
 }
 
 // Outcome of a command as reported by the device.
