@@ -517,6 +517,14 @@ func (d *Device) onCommand(cmd *wire.Command) {
 			return
 		}
 	}
+	// A command meant for an earlier boot (docs/protocol.md §4): that boot
+	// may have run it, and this one cannot tell (its idempotency cache is
+	// new), so it is not run. A repeat of a key this boot knows was answered
+	// above.
+	if boot := d.bootLocked(); cmd.Boot != 0 && cmd.Boot != boot {
+		d.refuseLocked(cmd, failed(wire.ReplyRestarted, "sent to boot %d, this is boot %d: not run", cmd.Boot, boot))
+		return
+	}
 	if cmd.Deadline != 0 && now.UnixMilli() > cmd.Deadline {
 		late := time.Duration(now.UnixMilli()-cmd.Deadline) * time.Millisecond
 		d.refuseLocked(cmd, failed(wire.ReplyExpired, "deadline passed %v ago", late))

@@ -191,7 +191,14 @@ func TestMQTTRebootClearsState(t *testing.T) {
 	if st.Boot != 2 || st.Values["odometry"] != 0.0 || st.Counters.Boots != 2 {
 		t.Fatalf("after reboot: boot %d odometry %v boots %d", st.Boot, st.Values["odometry"], st.Counters.Boots)
 	}
-	// Disarmed again, and the idempotency cache is empty: key m runs again.
+	// A command meant for boot 1 (key 17, a bridge's resend) is not run:
+	// boot 1 may have run it already (docs/protocol.md §4).
+	tc.send("robot1", &wire.Command{ID: 4, Verb: "arm", IdemKey: "late", ReplyTo: "b1", Boot: 1})
+	if r := terminal(4); wire.ReplyCode(r.Code) != wire.ReplyRestarted {
+		t.Fatalf("a command meant for boot 1, in boot 2: %+v, want failed restarted", r)
+	}
+	// Disarmed again, and the idempotency cache is empty: key m runs again,
+	// meant for this boot or for none.
 	send(3, "m", "move", map[string]any{"distance": 100.0, "speed": 1.0})
 	if r := terminal(3); wire.ReplyCode(r.Code) != wire.ReplyNotAllowed || r.Text != "motors disarmed" {
 		t.Fatalf("move after reboot: %+v, want motors disarmed", r)
@@ -204,6 +211,15 @@ func TestMQTTRebootClearsState(t *testing.T) {
 	}
 	if len(boots) != 2 || boots[0] != 1 || boots[1] != 2 {
 		t.Fatalf("executions of key m by boot: %v, want [1 2]", boots)
+	}
+	tc.send("robot1", &wire.Command{ID: 5, Verb: "arm", IdemKey: "now", ReplyTo: "b1", Boot: 2})
+	if r := terminal(5); r.Outcome != wire.OutcomeDone {
+		t.Fatalf("arm meant for boot 2, in boot 2: %+v, want done", r)
+	}
+	for _, e := range s.Executions() {
+		if e.IdemKey == "late" {
+			t.Fatalf("the command meant for boot 1 ran: %+v", e)
+		}
 	}
 }
 
