@@ -67,18 +67,22 @@ type devState struct {
 	presSeq   uint64
 	presKnown bool
 	boot      uint64 // last boot counter the device reported (0 unknown)
-	lastSeen  time.Time
-	reason    string
-	firmware  string
-	latest    map[string]any
-	latestAt  time.Time
-	queue     []*command
-	inflight  map[uint64]*command
-	sendq     chan sendJob
-	retryAt   time.Time
-	watchers  map[string]*watcher
-	bucket    bucket
-	removed   bool
+	// unconfirmed: the transport's link went down since the device's state
+	// was last seen, so the device may have restarted unseen; its commands
+	// wait until its state is seen again (onPresence)
+	unconfirmed bool
+	lastSeen    time.Time
+	reason      string
+	firmware    string
+	latest      map[string]any
+	latestAt    time.Time
+	queue       []*command
+	inflight    map[uint64]*command
+	sendq       chan sendJob
+	retryAt     time.Time
+	watchers    map[string]*watcher
+	bucket      bucket
+	removed     bool
 }
 
 type sendJob struct {
@@ -442,7 +446,7 @@ func window(st *devState) int { return st.cfg.MaxInFlight }
 // pump hands queued commands to the device's sender while the device is
 // online and its window has room.
 func (c *core) pump(st *devState, now time.Time) {
-	if st.removed || !st.online || st.tr == nil || now.Before(st.retryAt) {
+	if st.removed || !st.online || st.unconfirmed || st.tr == nil || now.Before(st.retryAt) {
 		return
 	}
 	for len(st.queue) > 0 {
@@ -465,6 +469,11 @@ func (c *core) dispatch(st *devState, cmd *command) bool {
 		c.m.goSafe("sender", func() { c.m.sender(q) })
 	}
 	rttrace.Stamp(rttrace.BrDispatch, cmd.id)
+	if !cmd.tried {
+		// the boot it is meant for, set before the sender can see it: a
+		// device in another boot does not run it (docs/protocol.md §4)
+		cmd.wire.Boot = st.boot
+	}
 	job := sendJob{cmdID: cmd.id, stop: cmd.stop, devID: st.cfg.ID, cmd: cmd.wire, deadline: cmd.deadline, tr: st.tr}
 	select {
 	case st.sendq <- job:
@@ -579,7 +588,13 @@ func (c *core) onReply(devID string, r *wire.Reply, now time.Time) {
 		c.m.metrics.latency.WithLabelValues("done").Observe(now.Sub(cmd.created).Seconds())
 		c.finish(cmd, stDone, "", r)
 	case wire.OutcomeFailed:
-		c.finish(cmd, stFailed, "", r)
+		text := ""
+		if wire.ReplyCode(r.Code) == wire.ReplyRestarted {
+			// the device is in another boot than the command was meant
+			// for: not run now, but the earlier boot may have run it
+			text = lostText(st, cmd)
+		}
+		c.finish(cmd, stFailed, text, r)
 	}
 }
 
@@ -598,6 +613,8 @@ func (c *core) expire(cmd *command) {
 	switch {
 	case cmd.state == stQueued && !st.online:
 		text = fmt.Sprintf("%s is offline; %s expired after %s.", st.cfg.Address, cmd.inv.Verb, humanDuration(cmd.ttl))
+	case cmd.state == stQueued && st.unconfirmed:
+		text = fmt.Sprintf("%s has not been heard from since the bridge's %s link came back; %s expired after %s.", st.cfg.Address, st.cfg.Transport, cmd.inv.Verb, humanDuration(cmd.ttl))
 	case cmd.state == stQueued:
 		text = fmt.Sprintf("%s expired after %s waiting for %s.", cmd.inv.Verb, humanDuration(cmd.ttl), st.cfg.Address)
 	default:
@@ -741,11 +758,27 @@ func (c *core) onPresence(devID string, p transports.Presence, now time.Time) {
 		c.m.logf(LevelDebug, "iot: presence of unknown device %q ignored", devID)
 		return
 	}
+	if st.presKnown && p.Seq == st.presSeq && st.unconfirmed {
+		// the same state seen again after the link came back (a retained
+		// state on resubscribing): the device has not restarted meanwhile
+		st.unconfirmed = false
+		st.lastSeen = now
+		c.m.logf(LevelDebug, "iot: %s confirmed %s after the link came back", st.cfg.Address, onlineWord(st.online))
+		if st.online {
+			st.retryAt = time.Time{}
+			c.resend(st, now)
+			c.pump(st, now)
+		}
+		return
+	}
 	if st.presKnown && p.Seq <= st.presSeq {
-		c.m.metrics.stalePresence.Inc()
-		return // late event: cannot flip presence
+		if p.Seq < st.presSeq {
+			c.m.metrics.stalePresence.Inc()
+		}
+		return // late or repeated event: cannot flip presence
 	}
 	st.presKnown = true
+	st.unconfirmed = false
 	st.presSeq = p.Seq
 	if p.Online && p.Boot != 0 {
 		old := st.boot
@@ -762,8 +795,12 @@ func (c *core) onPresence(devID string, p transports.Presence, now time.Time) {
 	st.reason = p.Reason
 	st.lastSeen = now
 	if was == p.Online {
-		if p.Online && p.Boot != 0 {
-			c.resend(st, now) // rebooted while we thought it online: state lost
+		if p.Online {
+			if p.Boot != 0 {
+				c.resend(st, now) // a new connection: replies may have been lost
+			}
+			st.retryAt = time.Time{}
+			c.pump(st, now) // commands held while unconfirmed
 		}
 		return
 	}
@@ -830,12 +867,20 @@ func (c *core) onLink(transport string, up bool, detail string) {
 	} else {
 		c.m.logf(LevelWarn, "iot: %s link down (%s); commands stay queued within their TTL", transport, detail)
 	}
-	if !up {
-		return
-	}
 	now := c.m.now()
 	for _, st := range c.byAddr {
-		if st.tr != nil && st.tr.Name() == transport && st.online {
+		if st.tr == nil || st.tr.Name() != transport {
+			continue
+		}
+		if !up {
+			// cut off, the bridge cannot see a device restart; a command
+			// resent to a device that restarted meanwhile could run twice
+			// (its idempotency cache is gone), so its commands wait until
+			// its state is seen again
+			st.unconfirmed = true
+			continue
+		}
+		if st.online && !st.unconfirmed {
 			c.resend(st, now)
 			st.retryAt = time.Time{}
 			c.pump(st, now)

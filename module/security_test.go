@@ -137,3 +137,97 @@ func TestRestartedDeviceCommandsReportedLost(t *testing.T) {
 	dev.SetHandler(memory.Done)
 	contains(t, e.reply(e.say("bob", "robot1", "stop")).text, "stop: done")
 }
+
+// TestLinkDownHoldsCommandsUntilStateSeen: while the transport's link is
+// down the bridge cannot see a device restart, and a command sent again to
+// a device that restarted unseen would run twice (its idempotency cache is
+// gone). So after the link comes back a device's commands wait until its
+// state is seen again: the same state (a retained state on resubscribing)
+// means no restart and they are sent again; a new boot counter means they
+// are reported lost. Every command carries the boot it is meant for.
+func TestLinkDownHoldsCommandsUntilStateSeen(t *testing.T) {
+	e := newEnv(t)
+	dev := e.mem.Device("rover-1")
+	seq := uint64(1000)
+	pres := func(next bool, boot uint64) {
+		if next {
+			seq++
+		}
+		e.m.post(event{kind: evPresence, dev: "rover-1", presence: transports.Presence{Online: true, Seq: seq, Boot: boot, At: time.Now()}})
+		e.settle()
+	}
+	link := func(up bool) {
+		e.m.post(event{kind: evLink, transport: "memory", online: up, detail: "test"})
+		e.settle()
+	}
+	dev.SetOnline(true, "test")
+	pres(true, 7)
+	idle := e.mem.Device("rover-2")
+	idle.SetOnline(true, "test")
+	dev.SetHandler(func(c *wire.Command) []wire.Reply { return nil }) // takes it, never answers
+	first := e.say("bob", "robot1", "stop")
+	e.waitUntil("the device got the command", func() bool { return len(dev.Commands()) == 1 })
+	if b := dev.Commands()[0].Boot; b != 7 {
+		t.Fatalf("the command is meant for boot %d, want 7 (the device's)", b)
+	}
+
+	link(false)
+	link(true)
+	second := e.say("bob", "robot1", "stop")
+	other := e.say("bob", "robot2", "stop") // a device with nothing in flight: new commands wait too
+	time.Sleep(100 * time.Millisecond)
+	e.settle()
+	if n, m := len(dev.Commands()), len(idle.Commands()); n != 1 || m != 0 {
+		t.Fatalf("before their states were seen again the devices got %d and %d commands, want 1 and 0", n, m)
+	}
+	idle.SetOnline(true, "seen again")
+	contains(t, e.reply(other).text, "stop: done")
+	pres(false, 7) // the same retained state again: no restart
+	e.waitUntil("the resend", func() bool { return len(dev.Commands()) == 2 })
+	if c := dev.Commands()[1]; c.ID != dev.Commands()[0].ID || c.Boot != 7 {
+		t.Fatalf("after the state was confirmed got %+v, want the first command again, for boot 7", c)
+	}
+
+	link(false)
+	link(true)
+	dev.SetHandler(memory.Done)
+	pres(true, 8) // it restarted while the bridge was cut off
+	contains(t, e.reply(first).text, "robot1 restarted while stop was pending; it may or may not have run")
+	// the second (one command at a time) never went out: it runs, for boot 8
+	contains(t, e.reply(second).text, "stop: done")
+	cmds := dev.Commands()
+	if len(cmds) != 3 || cmds[2].ID == cmds[0].ID || cmds[2].Boot != 8 {
+		t.Fatalf("after the restart the device got %+v, want only the second command, for boot 8", cmds[2:])
+	}
+	for _, id := range []uint64{first, second} {
+		if n := e.terminal(id); n != 1 {
+			t.Fatalf("message %d: %d final answers", id, n)
+		}
+	}
+}
+
+// TestDeviceRefusingAnotherBootReportedLost: a device that gets a command
+// meant for another of its boots answers failed, code 9 (restarted); the
+// user learns that it may or may not have run, not a device error.
+func TestDeviceRefusingAnotherBootReportedLost(t *testing.T) {
+	e := newEnv(t)
+	dev := e.mem.Device("rover-1")
+	dev.SetOnline(true, "test")
+	e.m.post(event{kind: evPresence, dev: "rover-1", presence: transports.Presence{Online: true, Seq: 5000, Boot: 3, At: time.Now()}})
+	dev.SetHandler(func(c *wire.Command) []wire.Reply {
+		return []wire.Reply{{ID: c.ID, Outcome: wire.OutcomeFailed, Code: int64(wire.ReplyRestarted), Text: "sent to boot 3, this is boot 4: not run"}}
+	})
+	id := e.say("bob", "robot1", "stop")
+	contains(t, e.reply(id).text, "robot1 restarted while stop was pending; it may or may not have run")
+}
+
+// TestUnconfirmedDeviceExpiryExplained: a command held because the device's
+// state was not seen again after the link came back expires saying so.
+func TestUnconfirmedDeviceExpiryExplained(t *testing.T) {
+	e := newEnv(t, ConfigItem{"command_ttl", "1s"})
+	e.mem.Device("rover-1").SetOnline(true, "test")
+	e.m.post(event{kind: evLink, transport: "memory", online: false, detail: "test"})
+	e.m.post(event{kind: evLink, transport: "memory", online: true, detail: "test"})
+	contains(t, e.reply(e.say("bob", "robot1", "stop")).text,
+		"robot1 has not been heard from since the bridge's memory link came back; stop expired after 1 s.")
+}

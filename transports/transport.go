@@ -55,8 +55,10 @@ type SerialPort struct {
 // Presence is what the link says about a device being reachable.
 type Presence struct {
 	Online bool
-	// Seq is monotonic per device: a report with a Seq not above the last one
-	// seen is stale and must be ignored.
+	// Seq is monotonic per device: a report with a Seq below the last one
+	// seen is stale and must be ignored. A report with the last Seq repeats
+	// it (a retained state seen again after the link came back): it tells
+	// that the device did not change meanwhile.
 	Seq            uint64
 	Boot           uint64 // device boot counter when known (a change means state was lost)
 	Firmware       string

@@ -178,11 +178,14 @@ func (t *Transport) decode(in inbound, want wire.Kind) (*wire.Envelope, error) {
 
 func isNotEndpoint(err error) bool { return errors.Is(err, ErrNotEndpoint) }
 
-// presence reports a device's state unless it is not newer than the last.
+// presence reports a device's state unless it is older than the last, or
+// the last again live (a QoS 1 duplicate). The last again as a retained
+// message (subscribing anew, after a reconnection) is reported: it tells the
+// core that the device has not restarted while the bridge was cut off.
 func (t *Transport) presence(dev string, s *wire.State, retained bool) {
 	t.mu.Lock()
 	last, known := t.presSeq[dev]
-	if known && s.Seq <= last {
+	if known && (s.Seq < last || s.Seq == last && !retained) {
 		t.mu.Unlock()
 		t.log.printf(LevelDebug, "state of %q with seq %d ignored (have %d)", dev, s.Seq, last)
 		return
