@@ -559,3 +559,58 @@ func TestCallbackPanicRecovered(t *testing.T) {
 		t.Fatal("link down after a callback panic")
 	}
 }
+
+// A restarted device takes no DATA frame before its hello is ACKed, so a
+// bridge's retransmission from the session before the restart cannot run
+// in the new one (docs/protocol.md §8.1).
+func TestDeviceTakesNothingBeforeItsHelloIsAcked(t *testing.T) {
+	dc, bc := net.Pipe()
+	dr := &recorder{}
+	o := fast(link.Device)
+	o.Hello = testHello()
+	o.Heartbeat, o.Silence = time.Minute, time.Minute
+	d := link.New(dc, dr.opts(o))
+	run(t, d)
+	br := newRaw(t, bc)
+	hello := br.expect(wire.FrameData, -1)
+	br.sendEnv(3, command(1)) // the old session's frame, retransmitted
+	eventually(t, time.Second, "the drop", func() bool { return d.Stats().Drops[link.DropNotUp] == 1 })
+	if n, _, _, _ := dr.counts(); n != 0 {
+		t.Fatal("a command arrived before the device's hello was acknowledged and was delivered")
+	}
+	br.send(wire.FrameAck, hello.Seq, nil)
+	eventually(t, time.Second, "up", d.Up)
+	br.sendEnv(0, command(1)) // the new session's first frame
+	br.expect(wire.FrameAck, 0)
+	eventually(t, time.Second, "delivered", func() bool { n, _, _, _ := dr.counts(); return n == 1 })
+}
+
+// A new hello ends the session's outstanding frames: their Sends fail and
+// they are never retransmitted into the new session.
+func TestNewHelloEndsOutstandingFrames(t *testing.T) {
+	o := fast(link.Bridge)
+	o.AckTimeout = 100 * time.Millisecond
+	b, _, dev := upRaw(t, o)
+	errc := make(chan error, 1)
+	go func() { errc <- send(t, b, command(1)) }()
+	dev.expect(wire.FrameData, 0) // not ACKed: the device restarts
+	h := testHello()
+	h.Boot = 8
+	dev.sendEnv(0, &wire.Envelope{Kind: wire.KindHello, Hello: h})
+	for {
+		f, ok := dev.next(2 * time.Second)
+		if !ok {
+			t.Fatal("no ACK of the new hello")
+		}
+		if f.Type == wire.FrameAck && f.Seq == 0 {
+			break
+		}
+		// retransmissions of the old frame may precede the ACK, never follow it
+	}
+	if err := <-errc; !errors.Is(err, link.ErrLinkDown) {
+		t.Fatalf("the outstanding frame's Send = %v, want ErrLinkDown", err)
+	}
+	if f, ok := dev.next(5 * o.AckTimeout); ok {
+		t.Fatalf("after the new hello's ACK the bridge sent %s seq %d", f.Type, f.Seq)
+	}
+}
