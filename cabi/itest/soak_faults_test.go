@@ -31,6 +31,10 @@ const (
 	fLogout     = "logout"      // a user logs out, back 1-4 s later
 	fReload     = "reload"      // devices.yaml rewritten: the watcher reloads it
 	fSpoof      = "spoof"       // a rogue MQTT client: cross-device replies and telemetry, unknown devices, oversized payloads
+	// while the broker is down, up to 3 MQTT devices running a command
+	// reboot: the bridge, cut off, cannot see it, and the broker may keep
+	// their earlier boot's retained state
+	fOutageReboot = "reboot-in-outage"
 )
 
 // spoofMarker is in every value a spoofer sends: it must never reach a user.
@@ -134,6 +138,26 @@ func (f *faulter) device(transport string, hold bool) *soakDevice {
 	return nil
 }
 
+// rebootRunning reboots up to n MQTT devices that are running a command
+// (the bridge holds it unfinished and sends it again when it is back).
+func (f *faulter) rebootRunning(n int) {
+	f.mu.Lock()
+	var picked []string
+	for _, i := range f.rng.Perm(len(f.w.devices)) {
+		d := f.w.devices[i]
+		if len(picked) == n {
+			break
+		}
+		if d.transport == sim.TransportMQTT && !f.busy[d.addr] && len(f.st.Sim.Device(d.addr).State().Running) > 0 {
+			picked = append(picked, d.addr)
+		}
+	}
+	f.mu.Unlock()
+	for _, a := range picked {
+		f.count(fOutageReboot, f.st.Sim.Device(a).Reboot())
+	}
+}
+
 func (f *faulter) release(addr string) {
 	f.mu.Lock()
 	delete(f.busy, addr)
@@ -181,6 +205,9 @@ func (f *faulter) inject(kind string) {
 		}
 		err := f.broker.Stop(sig)
 		f.count(kind, err)
+		if err == nil {
+			f.rebootRunning(3)
+		}
 		f.later(f.jitter(time.Second, 3*time.Second), func() {
 			if err := f.broker.Start(); err != nil {
 				f.logf("soak: restarting mosquitto: %v", err)
