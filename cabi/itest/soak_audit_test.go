@@ -33,6 +33,7 @@ type auditResult struct {
 
 	accepted   int
 	outcomes   map[string]int // terminal outcome of accepted commands
+	lost       int            // failed because the device restarted: "may or may not have run"
 	answers    int            // final answers to users
 	progress   int            // TRANSIENT messages
 	unsolicit  int            // telemetry, alerts, presence (refid 0) to users
@@ -91,6 +92,9 @@ func audit(w *soakWorld, events []hostproc.Event, msgs map[uint64]*soakMsg, exec
 					continue
 				}
 				c.outcomes = append(c.outcomes, m[4])
+				if m[4] == "failed" && strings.Contains(e.Text, "may or may not have run") {
+					a.lost++
+				}
 			}
 		case "send":
 			if e.Arg(0) != "iot" {

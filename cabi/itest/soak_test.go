@@ -257,8 +257,8 @@ func TestSoak(t *testing.T) {
 	for _, k := range sortedKeys(a.byKind) {
 		fmt.Fprintf(&b, "; %s %d", k, a.byKind[k])
 	}
-	fmt.Fprintf(&b, "\ncommands accepted: %d; outcomes: done %d, failed %d, expired %d, rejected %d\n",
-		a.accepted, a.outcomes["done"], a.outcomes["failed"], a.outcomes["expired"], a.outcomes["rejected"])
+	fmt.Fprintf(&b, "\ncommands accepted: %d; outcomes: done %d, failed %d (%d of them lost to a device restart), expired %d, rejected %d\n",
+		a.accepted, a.outcomes["done"], a.outcomes["failed"], a.lost, a.outcomes["expired"], a.outcomes["rejected"])
 	fmt.Fprintf(&b, "refused before acceptance (metrics, outcome rejected): %.0f; denied %.0f, rate limited %.0f\n",
 		sum(ms, "mesibo_iot_commands_total", `outcome="rejected"`)-float64(a.outcomes["rejected"]),
 		sum(ms, "mesibo_iot_denied_total"), sum(ms, "mesibo_iot_rate_limited_total"))
