@@ -283,6 +283,40 @@ func TestPresence(t *testing.T) {
 	})
 }
 
+// TestRetainedStateReportedAgainAfterReconnect: when the bridge's
+// connection comes back, the retained state it gets on subscribing again is
+// reported even with the Seq it already has (it tells the core that the
+// device did not restart while the bridge was cut off); a live duplicate of
+// the last state is not.
+func TestRetainedStateReportedAgainAfterReconnect(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, br testBroker) {
+		dev := newTestDevice(t, br.URL(), "ra", "d1")
+		_, sink, _ := newBridge(t, Options{Brokers: []string{br.URL()}, TopicPrefix: "ra"}, "d1")
+		first := waitOnline(t, sink, "d1", true, 1)
+		dup, err := wire.MarshalState(&wire.State{Device: "d1", Online: true, Seq: first.pres.Seq, Firmware: first.pres.Firmware})
+		must(t, err)
+		must(t, dev.publish("ra/dev/d1/state", dup, 1, false))
+		time.Sleep(300 * time.Millisecond)
+		if n := len(sink.all("presence")); n != 1 {
+			t.Fatalf("a live duplicate of the state was reported: %s", describeEvents(sink.all("presence")))
+		}
+		// a client with the bridge's client id makes the broker drop the
+		// bridge, which connects and subscribes again
+		o := paho.NewClientOptions().AddBroker(br.URL()).SetClientID("mesibo-iot-b1").SetAutoReconnect(false)
+		intruder := paho.NewClient(o)
+		if tok := intruder.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("intruder: %v", tok.Error())
+		}
+		intruder.Disconnect(0)
+		sink.waitLink(t, false, 1)
+		sink.waitLink(t, true, 2)
+		again := waitOnline(t, sink, "d1", true, 2)
+		if again.pres.Seq != first.pres.Seq || again.pres.Reason != "retained state" {
+			t.Fatalf("after the reconnection: %+v, want the retained state with seq %d again", again.pres, first.pres.Seq)
+		}
+	})
+}
+
 // TestTelemetryAndDrops: telemetry reaches the Sink; spoofed, undecodable,
 // oversize, wrong-kind and unknown-device messages are dropped and reported
 // with their reason, and never reach Telemetry or Reply.
