@@ -765,9 +765,7 @@ func (c *core) onPresence(devID string, p transports.Presence, now time.Time) {
 		st.lastSeen = now
 		c.m.logf(LevelDebug, "iot: %s confirmed %s after the link came back", st.cfg.Address, onlineWord(st.online))
 		if st.online {
-			st.retryAt = time.Time{}
-			c.resend(st, now)
-			c.pump(st, now)
+			c.resume(st, now)
 		}
 		return
 	}
@@ -794,28 +792,18 @@ func (c *core) onPresence(devID string, p transports.Presence, now time.Time) {
 	st.online = p.Online
 	st.reason = p.Reason
 	st.lastSeen = now
-	if was == p.Online {
+	if was != p.Online {
 		if p.Online {
-			if p.Boot != 0 {
-				c.resend(st, now) // a new connection: replies may have been lost
-			}
-			st.retryAt = time.Time{}
-			c.pump(st, now) // commands held while unconfirmed
+			c.m.metrics.devicesOnline.Inc()
+		} else {
+			c.m.metrics.devicesOnline.Dec()
 		}
-		return
+		c.m.logf(LevelInfo, "iot: %s (%s) is %s (%s)", st.cfg.Address, devID, onlineWord(p.Online), p.Reason)
+		c.notifyPresence(st, now)
 	}
-	v := 0.0
 	if p.Online {
-		v = 1
-	}
-	_ = v
-	c.m.metrics.devicesOnline.Add(map[bool]float64{true: 1, false: -1}[p.Online])
-	c.m.logf(LevelInfo, "iot: %s (%s) is %s (%s)", st.cfg.Address, devID, onlineWord(p.Online), p.Reason)
-	c.notifyPresence(st, now)
-	if p.Online {
-		st.retryAt = time.Time{}
-		c.resend(st, now)
-		c.pump(st, now)
+		// back, a new connection, or seen again after the link came back
+		c.resume(st, now)
 	}
 }
 
@@ -837,6 +825,14 @@ func (c *core) restarted(st *devState, oldBoot uint64) {
 
 func lostText(st *devState, cmd *command) string {
 	return fmt.Sprintf("%s restarted while %s was pending; it may or may not have run. Send it again if it is still needed.", st.cfg.Address, cmd.inv.Verb)
+}
+
+// resume sends a device's commands after it or its link came back: first
+// again those it may have lost with their replies, then its queue.
+func (c *core) resume(st *devState, now time.Time) {
+	st.retryAt = time.Time{}
+	c.resend(st, now)
+	c.pump(st, now)
 }
 
 // resend gives the device again every command it may have lost (sent or
@@ -881,9 +877,7 @@ func (c *core) onLink(transport string, up bool, detail string) {
 			continue
 		}
 		if st.online && !st.unconfirmed {
-			c.resend(st, now)
-			st.retryAt = time.Time{}
-			c.pump(st, now)
+			c.resume(st, now)
 		}
 	}
 }
