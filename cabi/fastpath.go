@@ -121,8 +121,8 @@ func (f *fastPath) drain() {
 }
 
 // batchArray allocates, in C memory, the array iot_fp_next fills with a
-// batch. C never reads or writes Go memory (the guide's rule: no Go pointer
-// to C), which also keeps valgrind's checks of the C side meaningful: it
+// batch. No Go pointer is passed to C, so C never reads or writes Go
+// memory. This also keeps valgrind's checks of the C side meaningful: it
 // cannot follow the Go heap and goroutine stacks, and takes C's accesses to
 // them for errors. C.malloc never returns nil (it crashes the process when
 // memory is exhausted, as Go's own allocator does).
