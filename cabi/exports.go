@@ -131,6 +131,16 @@ func recovered(inst *C.iot_instance_t, where string, r any) {
 	cHost{inst}.Log(module.LevelError, fmt.Sprintf("iot: recovered panic in %s: %v\n%s", where, r, debug.Stack()))
 }
 
+// contain is deferred by a callback that answers with an int64: a panic is
+// logged (recovered) and the callback answers fallback instead, so mesibo
+// goes on. recover works here because contain is the deferred call itself.
+func (i *instance) contain(callback string, res *C.int64_t, fallback C.int64_t) {
+	if r := recover(); r != nil {
+		recovered(i.inst, callback, r)
+		*res = fallback
+	}
+}
+
 //export mesibo_iot_go_init
 func mesibo_iot_go_init(rev C.int, inst *C.iot_instance_t, n C.int64_t, names, values **C.char) (h C.uintptr_t) {
 	defer func() {
@@ -210,12 +220,7 @@ func mesibo_iot_go_on_message(h C.uintptr_t, p *C.iot_params_t, msg *C.char, n C
 }
 
 func onMessage(i *instance, p *C.iot_params_t, msg *C.char, n C.uint64_t) (res C.int64_t) {
-	defer func() {
-		if r := recover(); r != nil {
-			recovered(i.inst, "on_message", r)
-			res = C.int64_t(module.Pass)
-		}
-	}()
+	defer i.contain("on_message", &res, C.int64_t(module.Pass))
 	params := goParams(p)
 	var body []byte
 	if msg != nil && n > 0 {
@@ -241,12 +246,7 @@ func mesibo_iot_go_on_status(h C.uintptr_t, p *C.iot_params_t) (res C.int64_t) {
 	if i == nil || p == nil {
 		return C.int64_t(module.Pass)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			recovered(i.inst, "on_message_status", r)
-			res = C.int64_t(module.Pass)
-		}
-	}()
+	defer i.contain("on_message_status", &res, C.int64_t(module.Pass))
 	params := goParams(p)
 	return C.int64_t(i.mod.OnMessageStatus(&params))
 }
@@ -257,12 +257,7 @@ func mesibo_iot_go_on_login(h C.uintptr_t, addr *C.char, n C.uint64_t, online C.
 	if i == nil {
 		return 0
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			recovered(i.inst, "on_login", r)
-			res = 0
-		}
-	}()
+	defer i.contain("on_login", &res, 0)
 	a := cstr(addr, n)
 	if i.fp != nil && online != 0 && a == i.fp.holdUser {
 		i.fp.release()

@@ -238,12 +238,7 @@ func mesibo_iot_go_busy(h C.uintptr_t, p *C.iot_params_t, tooLong C.int) (res C.
 	if i == nil || p == nil {
 		return C.int64_t(module.Pass)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			recovered(i.inst, "on_message", r)
-			res = C.int64_t(module.Pass)
-		}
-	}()
+	defer i.contain("on_message", &res, C.int64_t(module.Pass))
 	params := goParams(p)
 	i.mod.Busy(&params, tooLong != 0)
 	return C.int64_t(module.Consumed)
